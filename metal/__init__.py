@@ -1,0 +1,47 @@
+"""metal: multi-task weak supervision.
+
+Declare tasks and labeling sources, check that the sources' accuracies are identifiable,
+fit a label model without labels, and train end models on its probabilistic labels.
+"""
+
+from metal._version import __version__
+from metal.errors import (
+    ConfigError,
+    LabelMatrixError,
+    MetalError,
+    NotFittedError,
+    NotIdentifiableError,
+    SaveFormatError,
+    TaskGraphError,
+)
+from metal.label_model import (
+    LabelModel,
+    MajorityVoter,
+    MetalWarning,
+    SourceStatistics,
+    label_statistics,
+)
+from metal.matrix import ABSTAIN, check_label_matrix, to_dense_labels, to_sparse_labels
+from metal.metrics import probs_to_preds, score_predictions
+
+__all__ = [
+    "ABSTAIN",
+    "ConfigError",
+    "LabelMatrixError",
+    "LabelModel",
+    "MajorityVoter",
+    "MetalError",
+    "MetalWarning",
+    "NotFittedError",
+    "NotIdentifiableError",
+    "SaveFormatError",
+    "SourceStatistics",
+    "TaskGraphError",
+    "__version__",
+    "check_label_matrix",
+    "label_statistics",
+    "probs_to_preds",
+    "score_predictions",
+    "to_dense_labels",
+    "to_sparse_labels",
+]

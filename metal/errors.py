@@ -1,0 +1,45 @@
+"""Exception hierarchy for metal.
+
+Every error raised on bad user input derives from :class:`MetalError`, so callers can catch
+all of them at once; each also derives from the matching builtin (``ValueError``, ...) so
+generic handlers keep working. Messages say what was wrong, what was expected, and how to fix
+it.
+"""
+
+from __future__ import annotations
+
+
+class MetalError(Exception):
+    """Base class of every error metal raises on bad input or misuse."""
+
+
+class LabelMatrixError(MetalError, ValueError):
+    """A label matrix has the wrong shape, dtype or values."""
+
+
+class ConfigError(MetalError, ValueError):
+    """A hyperparameter or argument is out of range or inconsistent with another."""
+
+
+class NotFittedError(MetalError, AttributeError):
+    """A model was used for prediction before ``fit`` was called."""
+
+
+class TaskGraphError(MetalError, ValueError):
+    """A task graph or hierarchy is malformed (cycle, unknown parent, empty cardinality...)."""
+
+
+class NotIdentifiableError(MetalError):
+    """The source accuracies cannot be recovered from unlabeled data for this structure.
+
+    The :attr:`report` attribute carries the :class:`~metal.IdentifiabilityReport` that names
+    the sources and edges responsible and what would fix them.
+    """
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class SaveFormatError(MetalError, ValueError):
+    """A saved model file is missing, corrupt, or from an incompatible format version."""

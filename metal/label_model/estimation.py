@@ -1,0 +1,321 @@
+"""Estimating class-conditional source parameters from second moments (no labels).
+
+Pure functions on small dense matrices: their cost depends on the number of indicators ``d``,
+never on the number of rows.
+
+Model. Each group ``g`` (a source, or a clique of dependent sources) emits one of its codes or
+abstains; ``mu[a, y] = P(indicator a fires | Y = y)`` and the abstain probability of a group
+is ``1 - sum`` of its indicators' ``mu``. Groups are conditionally independent given ``Y``,
+so for indicators ``a, b`` of different groups (the index set *Omega*)::
+
+    E[psi_a psi_b] = sum_y p_y mu[a, y] mu[b, y]         i.e.  O = mu P mu^T  on Omega
+    E[psi_a]       = sum_y p_y mu[a, y]
+
+Two estimators are implemented:
+
+``"moments"``
+    Masked least squares on those equations (the moment-matching view).
+``"inverse"``
+    The paper's Algorithm 1 generalised to ``k`` classes: with ``O = D + mu P mu^T`` (``D``
+    block diagonal over groups), Woodbury gives ``O^-1 + Z Z^T = D^-1``, zero on Omega, with
+    ``Z`` of rank ``k``. Solve ``min_Z ||O^-1 + Z Z^T||_Omega``, complete the low-rank part
+    ``Q = O Z (I + Z^T O Z)^-1 Z^T O = mu P mu^T`` everywhere, then fit ``mu`` to ``Q``.
+
+``mu`` is parameterised by a softmax over each group's codes plus abstain, so the row-sum
+(coverage) constraint holds by construction. Class permutation symmetry is broken afterwards
+by an assignment step ("sources agree with the truth more than with any other class, on
+average"), never by enumerating ``k!`` permutations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from metal.errors import ConfigError
+
+METHODS = ("moments", "inverse")
+
+
+@dataclass(frozen=True)
+class MomentProblem:
+    """Observed statistics of the emitted indicators, and how each relates to the classes.
+
+    Attributes
+    ----------
+    second
+        ``(d, d)`` ``E[psi psi^T]``.
+    means
+        ``(d,)`` ``E[psi]``.
+    groups
+        ``(d,)`` group (source or clique) of each indicator, ``0..n_groups-1``.
+    n_groups
+        Number of groups.
+    agreement
+        ``(d, K)`` in ``[0, 1]``: how much indicator ``a`` says "the class is ``y``". Used for
+        the initial point and to name the recovered classes.
+    """
+
+    second: np.ndarray
+    means: np.ndarray
+    groups: np.ndarray
+    n_groups: int
+    agreement: np.ndarray
+
+    @property
+    def omega(self) -> np.ndarray:
+        """Boolean ``(d, d)`` mask of the pairs from different groups."""
+        return self.groups[:, None] != self.groups[None, :]
+
+
+@dataclass
+class MomentFit:
+    """Result of :func:`fit_moments`."""
+
+    mu: np.ndarray  # (d, K)
+    abstain: np.ndarray  # (n_groups, K)
+    class_balance: np.ndarray  # (K,)
+    loss: float
+    n_iter: int
+    permutation: np.ndarray  # latent class j was renamed permutation[j]
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device; use 'cpu' or 'cuda'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={device!r} was requested but CUDA is not available on this machine; "
+            "use device='cpu'"
+        )
+    return dev
+
+
+def initial_mu(problem: MomentProblem, K: int, strength: float = 2.0) -> np.ndarray:
+    """A "better than random" starting point: agreeing indicators fire more often."""
+    weight = 1.0 / strength + (strength - 1.0 / strength) * problem.agreement
+    mu = problem.means[:, None] * weight
+    # keep each group's total below 0.99 so the abstain logit stays finite
+    totals = np.zeros((problem.n_groups, K))
+    np.add.at(totals, problem.groups, mu)
+    scale = np.minimum(1.0, 0.99 / np.maximum(totals, 1e-12))
+    return np.clip(mu * scale[problem.groups], 1e-6, None)
+
+
+def _logits_from_mu(mu: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    totals = np.zeros((n_groups, mu.shape[1]))
+    np.add.at(totals, groups, mu)
+    abstain = np.clip(1.0 - totals, 1e-6, None)
+    return np.log(np.clip(mu, 1e-12, None)) - np.log(abstain)[groups]
+
+
+class _Parameterisation:
+    """Softmax over each group's codes plus a fixed zero logit for abstain."""
+
+    def __init__(self, groups: torch.Tensor, n_groups: int, K: int) -> None:
+        self.groups = groups
+        self.n_groups = n_groups
+        self.K = K
+
+    def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zeros = torch.zeros(self.n_groups, self.K, dtype=logits.dtype, device=logits.device)
+        index = self.groups[:, None].expand_as(logits)
+        gmax = zeros.scatter_reduce(0, index, logits.detach(), "amax", include_self=True)
+        e = torch.exp(logits - gmax[self.groups])
+        denom = torch.exp(-gmax).index_add(0, self.groups, e)
+        return e / denom[self.groups], torch.exp(-gmax) / denom
+
+
+def _lbfgs(
+    params: list[torch.Tensor],
+    loss_fn: Callable[[], torch.Tensor],
+    max_iter: int,
+    tol: float,
+) -> tuple[float, int]:
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=tol * 1e-3,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    state = opt.state[opt._params[0]]
+    with torch.no_grad():
+        final = float(loss_fn())
+    return final, int(state.get("n_iter", 0))
+
+
+def complete_low_rank(
+    problem: MomentProblem,
+    K: int,
+    *,
+    max_iter: int = 500,
+    tol: float = 1e-10,
+    ridge: float = 1e-8,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> np.ndarray:
+    """Algorithm 1's completion step: return ``Q``, the estimate of ``mu P mu^T`` everywhere."""
+    dev = _resolve_device(device)
+    O = torch.as_tensor(problem.second, dtype=torch.float64, device=dev)
+    d = O.shape[0]
+    O_inv = torch.linalg.inv(O + ridge * torch.eye(d, dtype=torch.float64, device=dev))
+    mask = torch.as_tensor(problem.omega, device=dev)
+    scale = float((O_inv[mask] ** 2).sum().clamp_min(1e-30))
+    # start from the Woodbury form with D approximated by diag(means)
+    mu0 = initial_mu(problem, K)
+    gen = np.random.default_rng(seed)
+    z0 = mu0 / np.maximum(problem.means, 1e-6)[:, None] * np.sqrt(1.0 / K)
+    z0 = z0 + 1e-3 * gen.standard_normal(z0.shape)
+    Z = torch.tensor(z0, dtype=torch.float64, device=dev, requires_grad=True)
+
+    def loss_fn() -> torch.Tensor:
+        R = (O_inv + Z @ Z.T)[mask]
+        return (R**2).sum() / scale
+
+    _lbfgs([Z], loss_fn, max_iter, tol)
+    with torch.no_grad():
+        I = torch.eye(K, dtype=torch.float64, device=dev)
+        OZ = O @ Z
+        Q = OZ @ torch.linalg.solve(I + Z.T @ OZ, OZ.T)
+    return Q.cpu().numpy()
+
+
+def fit_moments(
+    problem: MomentProblem,
+    K: int,
+    *,
+    class_balance: np.ndarray | None = None,
+    method: str = "moments",
+    init_mu: np.ndarray | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-10,
+    l2: float = 0.0,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> MomentFit:
+    """Fit ``mu`` (and the class balance when it is not given) to the observed moments.
+
+    Parameters
+    ----------
+    problem
+        The observed statistics.
+    K
+        Number of latent classes.
+    class_balance
+        ``(K,)`` prior ``P(Y)``; ``None`` estimates it jointly with ``mu``.
+    method
+        ``"moments"`` (masked least squares) or ``"inverse"`` (Algorithm 1).
+    init_mu
+        Optional ``(d, K)`` starting point; default :func:`initial_mu`.
+    max_iter, tol
+        L-BFGS iteration budget and gradient tolerance (on a loss normalised to start near 1).
+    l2
+        Strength of a ridge pulling the logits towards the starting point.
+    device
+        Torch device for the fit (``"cpu"`` or ``"cuda"``).
+    seed
+        Seed of this fit's own random generator (no global state is touched).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is not known; expected one of {METHODS}")
+    dev = _resolve_device(device)
+    groups = torch.as_tensor(problem.groups, dtype=torch.int64, device=dev)
+    param = _Parameterisation(groups, problem.n_groups, K)
+    means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
+
+    if method == "inverse":
+        target = torch.as_tensor(
+            complete_low_rank(problem, K, max_iter=max_iter, tol=tol, device=dev, seed=seed),
+            dtype=torch.float64,
+            device=dev,
+        )
+        mask = torch.ones_like(target, dtype=torch.bool)
+    else:
+        target = torch.as_tensor(problem.second, dtype=torch.float64, device=dev)
+        mask = torch.as_tensor(problem.omega, device=dev)
+    scale = float((target[mask] ** 2).sum() + (means**2).sum())
+    scale = max(scale, 1e-30)
+
+    mu_start = initial_mu(problem, K) if init_mu is None else init_mu
+    logits0 = torch.tensor(
+        _logits_from_mu(mu_start, problem.groups, problem.n_groups),
+        dtype=torch.float64,
+        device=dev,
+    )
+    logits = logits0.clone().requires_grad_(True)
+    params = [logits]
+    estimate_balance = class_balance is None
+    if estimate_balance:
+        p_logits = torch.zeros(K, dtype=torch.float64, device=dev, requires_grad=True)
+        params.append(p_logits)
+    else:
+        p_fixed = torch.as_tensor(class_balance, dtype=torch.float64, device=dev)
+
+    def balance() -> torch.Tensor:
+        return torch.softmax(p_logits, 0) if estimate_balance else p_fixed
+
+    def loss_fn() -> torch.Tensor:
+        mu, _ = param(logits)
+        p = balance()
+        pred = mu @ (mu * p).T
+        R = (target - pred)[mask]
+        r1 = means - mu @ p
+        loss = ((R**2).sum() + (r1**2).sum()) / scale
+        if l2 > 0:
+            loss = loss + l2 * ((logits - logits0) ** 2).mean()
+        return loss
+
+    loss, n_iter = _lbfgs(params, loss_fn, max_iter, tol)
+    with torch.no_grad():
+        mu_t, abst_t = param(logits)
+        mu = mu_t.cpu().numpy()
+        abstain = abst_t.cpu().numpy()
+        p = balance().cpu().numpy().copy()
+
+    perm = name_classes(mu, problem.agreement)
+    if not np.array_equal(perm, np.arange(K)):
+        inv = np.argsort(perm)
+        mu, abstain, p_perm = mu[:, inv], abstain[:, inv], p[inv]
+        if estimate_balance:
+            p = p_perm
+        else:
+            # the prior pins the class names: restart from the renamed solution
+            refit = fit_moments(
+                problem, K, class_balance=class_balance, method=method, init_mu=mu,
+                max_iter=max_iter, tol=tol, l2=l2, device=dev, seed=seed,
+            )
+            refit.permutation = perm
+            return refit
+    return MomentFit(mu=mu, abstain=abstain, class_balance=p, loss=loss, n_iter=n_iter,
+                     permutation=perm)
+
+
+def name_classes(mu: np.ndarray, agreement: np.ndarray) -> np.ndarray:
+    """Assign a class name to each latent class (linear assignment, not ``k!`` enumeration).
+
+    Returns ``perm`` with ``perm[j]`` = the class that latent class ``j`` should be called: the
+    assignment maximising the total agreement of the votes each latent class produces.
+    """
+    # score[j, c]: expected agreement with class c of the votes cast when the latent class is j
+    score = mu.T @ agreement
+    rows, cols = linear_sum_assignment(-score)
+    perm = np.empty(mu.shape[1], dtype=np.int64)
+    perm[rows] = cols
+    return perm

@@ -1,0 +1,362 @@
+"""The single-task label model (MeTaL's matrix-completion estimator)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import logsumexp
+
+from metal._io import load_arrays, save_arrays
+from metal.errors import ConfigError, LabelMatrixError
+from metal.label_model.base import (
+    BaseLabelModel,
+    balance_from_gold,
+    check_cardinality,
+    check_class_balance,
+)
+from metal.label_model.coding import SourceCoding
+from metal.label_model.estimation import METHODS, MomentProblem, fit_moments
+from metal.label_model.statistics import SourceStatistics
+from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, check_label_matrix
+
+
+class MetalWarning(UserWarning):
+    """Something in the input is suspicious but the model can go on."""
+
+
+@dataclass
+class FitInfo:
+    """Diagnostics of one fit."""
+
+    loss: float
+    n_iter: int
+    n_rows: int
+    n_indicators: int
+    permutation: list[int]
+    class_balance_source: str  # "given", "Y_dev" or "estimated"
+
+
+class LabelModel(BaseLabelModel):
+    """Recover each source's class-conditional probabilities from unlabeled votes.
+
+    The model: given the true class ``Y``, sources (or groups of dependent sources) vote
+    independently, source ``i`` emitting value ``v`` (a class, or abstain) with probability
+    ``P(lambda_i = v | Y = y)``. These probabilities and the class balance are estimated from
+    the second moments of the votes alone (MeTaL, Ratner et al. AAAI 2019), after one chunked
+    pass over the label matrix; the posterior ``P(Y | lambda)`` is computed in log space.
+
+    Parameters
+    ----------
+    cardinality
+        Number of classes ``k``; votes are ``0..k-1``, ``-1`` abstains.
+    method
+        ``"moments"``: masked least squares on the observed moments. ``"inverse"``: the paper's
+        Algorithm 1 (complete the inverse second-moment matrix, then factor it).
+    model_abstains
+        If True, an abstention is evidence: the posterior includes ``P(abstain | y)``, so a
+        unipolar source's silence counts. If False, only votes count and each vote enters as
+        ``P(lambda_i = v | y, lambda_i voted)``.
+    dependencies
+        Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
+        source indices, or names from ``source_names``). Each connected component is modelled
+        as one joint factor, in estimation and in prediction.
+    source_names
+        Optional names of the sources, for ``dependencies`` and reports.
+    prob_floor
+        Lower bound on every estimated probability used in prediction, so that one source
+        cannot veto a class outright.
+    max_iter, tol, l2
+        Optimiser budget, gradient tolerance and ridge towards the initial point.
+    chunk_rows
+        Rows per block in the statistics and prediction passes (bounds memory).
+    device
+        Torch device for the fit, e.g. ``"cpu"`` or ``"cuda"``.
+    seed
+        Seed of this instance (tie breaks, initialisation); no global RNG is touched.
+    progress
+        Show a progress bar over the statistics pass.
+
+    Attributes
+    ----------
+    class_balance_ : ndarray of shape (k,)
+    conditional_probs_ : ndarray of shape (m, k+1, k)
+        ``[i, v, y] = P(lambda_i = v | Y = y)``; index ``-1`` (i.e. ``k``) is abstain.
+    statistics_ : SourceStatistics
+    fit_info_ : FitInfo
+
+    Examples
+    --------
+    >>> from metal import LabelModel
+    >>> from metal.data import make_synthetic
+    >>> data = make_synthetic(n=2000, m=8, cardinality=3, seed=1)
+    >>> model = LabelModel(cardinality=3, seed=0).fit(data.L)
+    >>> model.predict_proba(data.L).shape
+    (2000, 3)
+    """
+
+    def __init__(
+        self,
+        cardinality: int = 2,
+        *,
+        method: str = "moments",
+        model_abstains: bool = True,
+        dependencies: nx.Graph | None = None,
+        source_names: Sequence[Hashable] | None = None,
+        prob_floor: float = 1e-3,
+        max_iter: int = 500,
+        tol: float = 1e-10,
+        l2: float = 0.0,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        self.cardinality = cardinality
+        self.method = method
+        self.model_abstains = model_abstains
+        self.dependencies = dependencies
+        self.source_names = source_names
+        self.prob_floor = prob_floor
+        self.max_iter = max_iter
+        self.tol = tol
+        self.l2 = l2
+        self.chunk_rows = chunk_rows
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> int:
+        k = check_cardinality(self.cardinality)
+        if self.method not in METHODS:
+            raise ConfigError(f"method={self.method!r} is not known; expected one of {METHODS}")
+        if not 0.0 <= float(self.prob_floor) < 0.5:
+            raise ConfigError(f"prob_floor={self.prob_floor} must be in [0, 0.5)")
+        for name in ("max_iter", "chunk_rows"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive int")
+        if self.l2 < 0 or self.tol <= 0:
+            raise ConfigError(f"l2={self.l2} must be >= 0 and tol={self.tol} > 0")
+        return k
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        L: LabelInput,
+        class_balance: Any = None,
+        Y_dev: Any = None,
+    ) -> LabelModel:
+        """Estimate the sources' conditional probabilities from the label matrix ``L``.
+
+        Parameters
+        ----------
+        L
+            ``(n, m)`` label matrix, dense or sparse (-1 abstain, classes ``0..k-1``).
+        class_balance
+            ``(k,)`` prior ``P(Y)``, if known.
+        Y_dev
+            Gold labels of a small labeled set, used only to estimate the class balance.
+            Without ``class_balance`` and ``Y_dev``, the balance is estimated from ``L``.
+
+        Returns
+        -------
+        LabelModel
+            ``self``, fitted.
+
+        Raises
+        ------
+        LabelMatrixError
+            ``L`` is malformed, or contains no vote at all.
+        ConfigError
+            Bad hyperparameters, or both ``class_balance`` and ``Y_dev`` given.
+        """
+        k = self._check_params()
+        lm = check_label_matrix(L, cardinality=k)
+        if lm.n_votes == 0:
+            raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
+                                   "least some votes. Check that your sources were applied.")
+        if class_balance is not None and Y_dev is not None:
+            raise ConfigError("pass class_balance or Y_dev, not both")
+        if class_balance is not None:
+            p, p_source = check_class_balance(class_balance, k), "given"
+        elif Y_dev is not None:
+            p, p_source = balance_from_gold(Y_dev, k), "Y_dev"
+        else:
+            p, p_source = None, "estimated"
+        coding = SourceCoding.from_dependencies(lm.n_sources, k, self.dependencies,
+                                                self.source_names)
+        stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
+        return self._fit_statistics(stats, coding, p, p_source)
+
+    def fit_statistics(self, stats: SourceStatistics, class_balance: Any = None) -> LabelModel:
+        """Fit from precomputed (e.g. merged, streamed or distributed) statistics.
+
+        The statistics must come from :func:`label_statistics` with the same ``cardinality``;
+        statistics of parts of the data add up with ``SourceStatistics.merge``.
+        """
+        k = self._check_params()
+        if self.dependencies is not None:
+            raise ConfigError("fit_statistics does not take dependencies yet; use fit(L)")
+        coding = SourceCoding(stats.n_groups, k)
+        if not np.array_equal(coding.n_values, stats.n_values):
+            raise ConfigError(f"statistics were gathered for {stats.n_values.tolist()} values "
+                              f"per source; this model has cardinality {k}")
+        p = None if class_balance is None else check_class_balance(class_balance, k)
+        return self._fit_statistics(stats, coding, p, "estimated" if p is None else "given")
+
+    def _fit_statistics(self, stats: SourceStatistics, coding: SourceCoding,
+                        p: np.ndarray | None, p_source: str) -> LabelModel:
+        k = int(self.cardinality)
+        emitted = stats.emitted()
+        group_of_ind = np.searchsorted(coding.offsets, emitted, side="right") - 1
+        silent = np.setdiff1d(np.arange(coding.n_groups), group_of_ind)
+        if silent.size:
+            names = [coding.groups[g] for g in silent]
+            warnings.warn(f"sources {names} never vote in L; they carry no information and are "
+                          "ignored (remove them, or check that they were applied correctly)",
+                          MetalWarning, stacklevel=3)
+        means, second = stats.moments(emitted)
+        problem = MomentProblem(second=second, means=means, groups=group_of_ind,
+                                n_groups=coding.n_groups, agreement=coding.agreement(emitted))
+        result = fit_moments(problem, k, class_balance=p, method=self.method,
+                             max_iter=int(self.max_iter), tol=float(self.tol), l2=float(self.l2),
+                             device=self.device, seed=int(self.seed))
+        indicator_probs = np.zeros((coding.n_indicators, k))
+        indicator_probs[emitted] = result.mu
+        self._set_fitted(coding, indicator_probs, result.abstain, result.class_balance, emitted)
+        self.statistics_ = stats
+        self.fit_info_ = FitInfo(loss=result.loss, n_iter=result.n_iter, n_rows=stats.n_rows,
+                                 n_indicators=int(emitted.size),
+                                 permutation=result.permutation.tolist(),
+                                 class_balance_source=p_source)
+        return self
+
+    def _set_fitted(self, coding: SourceCoding, indicator_probs: np.ndarray,
+                    abstain: np.ndarray, class_balance: np.ndarray, emitted: np.ndarray) -> None:
+        self.coding_ = coding
+        self.n_sources_ = coding.n_sources
+        self.indicator_probs_ = indicator_probs
+        self.abstain_probs_ = abstain
+        self.emitted_ = emitted
+        self.class_balance_ = class_balance
+        self.conditional_probs_ = self._marginal_conditionals()
+
+    def _marginal_conditionals(self) -> np.ndarray:
+        coding, k = self.coding_, int(self.cardinality)
+        cond = np.zeros((coding.n_sources, k + 1, k))
+        pos, src, val = coding.member_values(np.arange(coding.n_indicators))
+        np.add.at(cond, (src, val), self.indicator_probs_[pos])
+        cond[:, k, :] = np.clip(1.0 - cond[:, :k, :].sum(axis=1), 0.0, 1.0)
+        return cond
+
+    # ------------------------------------------------------------------ outputs
+    def get_conditional_probs(self) -> np.ndarray:
+        """``(m, k+1, k)`` array ``[i, v, y] = P(lambda_i = v | Y = y)``; ``v = -1`` is abstain."""
+        self._check_fitted()
+        return self.conditional_probs_.copy()
+
+    def get_accuracies(self) -> np.ndarray:
+        """``(m,)`` probability that a source's vote is correct, given that it votes."""
+        self._check_fitted()
+        k = int(self.cardinality)
+        cond, p = self.conditional_probs_, self.class_balance_
+        correct = np.einsum("iyy,y->i", cond[:, :k, :], p)
+        voted = ((1.0 - cond[:, k, :]) * p).sum(axis=1)
+        return np.divide(correct, voted, out=np.full_like(correct, np.nan), where=voted > 0)
+
+    def _log_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        floor = float(self.prob_floor)
+        coding = self.coding_
+        mu = np.clip(self.indicator_probs_, max(floor, 1e-12), None)
+        abst = np.clip(self.abstain_probs_, max(floor, 1e-12), None)
+        group = np.repeat(np.arange(coding.n_groups), coding.n_values)
+        if self.model_abstains:
+            table = np.log(mu) - np.log(abst)[group]
+            base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
+        else:
+            voted = np.clip(1.0 - self.abstain_probs_, 1e-12, None)
+            table = np.log(mu) - np.log(voted)[group]
+            base = np.log(self.class_balance_)
+        unseen = np.ones(coding.n_indicators, dtype=bool)
+        unseen[self.emitted_] = False
+        table[unseen] = 0.0  # a value never seen in fit carries no evidence
+        return table, base
+
+    def predict_log_proba(self, L: LabelInput) -> np.ndarray:
+        """``(n, k)`` log posterior ``log P(Y = y | lambda)``."""
+        self._check_fitted()
+        k = int(self.cardinality)
+        lm = check_label_matrix(L, cardinality=k, n_sources=self.n_sources_)
+        table, base = self._log_tables()
+        unseen = np.ones(self.coding_.n_indicators, dtype=bool)
+        unseen[self.emitted_] = False
+        out = np.empty((lm.n_rows, k))
+        n_unseen = 0
+        for chunk in lm.iter_votes(int(self.chunk_rows)):
+            rows, ind = self.coding_.encode(chunk)
+            n_unseen += int(unseen[ind].sum())
+            A = sp.csr_matrix((np.ones(ind.size), (rows, ind)),
+                              shape=(chunk.stop - chunk.start, self.coding_.n_indicators))
+            scores = base[None, :] + A @ table
+            out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
+        if n_unseen:
+            warnings.warn(f"{n_unseen} votes use a value their source never emitted during fit; "
+                          "they were treated as abstentions. Refit on data that includes them.",
+                          MetalWarning, stacklevel=2)
+        return out
+
+    def predict_proba(self, L: LabelInput) -> np.ndarray:
+        """``(n, k)`` posterior ``P(Y = y | lambda)``; rows sum to 1."""
+        return np.exp(self.predict_log_proba(L))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted model to ``path`` (an ``.npz`` archive with a JSON header; no pickle)."""
+        self._check_fitted()
+        params = {
+            "cardinality": int(self.cardinality), "method": self.method,
+            "model_abstains": bool(self.model_abstains), "prob_floor": float(self.prob_floor),
+            "max_iter": int(self.max_iter), "tol": float(self.tol), "l2": float(self.l2),
+            "chunk_rows": int(self.chunk_rows), "device": str(self.device),
+            "seed": int(self.seed),
+            "source_names": None if self.source_names is None else [str(s) for s in self.source_names],
+            "groups": self.coding_.groups,
+        }
+        save_arrays(path, "LabelModel", params, {
+            "indicator_probs": self.indicator_probs_, "abstain_probs": self.abstain_probs_,
+            "class_balance": self.class_balance_, "emitted": self.emitted_,
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LabelModel:
+        """Load a model written by :meth:`save`."""
+        params, arrays = load_arrays(path, "LabelModel")
+        groups = params.pop("groups")
+        model = cls(**params)
+        coding = SourceCoding(sum(len(g) for g in groups), params["cardinality"], groups)
+        if len(groups) != len(coding.groups) or any(len(g) > 1 for g in groups):
+            model.dependencies = nx.Graph(
+                [(g[0], s) for g in groups for s in g[1:]])
+        model._set_fitted(coding, arrays["indicator_probs"], arrays["abstain_probs"],
+                          arrays["class_balance"], arrays["emitted"])
+        return model
+
+
+def label_statistics(L: LabelInput, cardinality: int,
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SourceStatistics:
+    """One chunked pass over ``L``: the statistics :meth:`LabelModel.fit_statistics` needs.
+
+    Statistics of disjoint row blocks (chunks of a file, Dask partitions) can be gathered
+    separately and combined with :meth:`SourceStatistics.merge`.
+    """
+    k = check_cardinality(cardinality)
+    lm = check_label_matrix(L, cardinality=k)
+    return SourceCoding(lm.n_sources, k).statistics(lm, chunk_rows)

@@ -1,0 +1,1 @@
+"""labeling (in progress)."""
