@@ -58,6 +58,10 @@ class MomentProblem:
     agreement
         ``(d, K)`` in ``[0, 1]``: how much indicator ``a`` says "the class is ``y``". Used for
         the initial point and to name the recovered classes.
+    omega_mask
+        Optional ``(d, d)`` boolean mask of the pairs whose moments factorise given ``Y``
+        (e.g. excluding pairs of dependent sources, or overlapping cliques). Default: every
+        pair of indicators from different groups.
     """
 
     second: np.ndarray
@@ -65,10 +69,13 @@ class MomentProblem:
     groups: np.ndarray
     n_groups: int
     agreement: np.ndarray
+    omega_mask: np.ndarray | None = None
 
     @property
     def omega(self) -> np.ndarray:
-        """Boolean ``(d, d)`` mask of the pairs from different groups."""
+        """Boolean ``(d, d)`` mask of the index set Omega used in the fit."""
+        if self.omega_mask is not None:
+            return self.omega_mask
         return self.groups[:, None] != self.groups[None, :]
 
 
