@@ -139,6 +139,26 @@ class _Parameterisation:
         return e / denom[self.groups], torch.exp(-gmax) / denom
 
 
+class _ThreadLimit:
+    """Use one torch thread while fitting small problems, then restore the setting.
+
+    The moment matrices are tiny (d x d, d = number of indicators); OpenMP threads only add
+    synchronisation, which on a busy machine slows small ops down by an order of magnitude.
+    """
+
+    def __init__(self, d: int, threshold: int = 400) -> None:
+        self.active = d < threshold
+        self.saved = torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.active and self.saved != 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active and self.saved != 1:
+            torch.set_num_threads(self.saved)
+
+
 def _lbfgs(
     params: list[torch.Tensor],
     loss_fn: Callable[[], torch.Tensor],
@@ -196,7 +216,8 @@ def complete_low_rank(
         R = (O_inv + Z @ Z.T)[mask]
         return (R**2).sum() / scale
 
-    _lbfgs([Z], loss_fn, max_iter, tol)
+    with _ThreadLimit(d):
+        _lbfgs([Z], loss_fn, max_iter, tol)
     with torch.no_grad():
         I = torch.eye(K, dtype=torch.float64, device=dev)
         OZ = O @ Z
@@ -289,7 +310,8 @@ def fit_moments(
             loss = loss + l2 * ((logits - logits0) ** 2).mean()
         return loss
 
-    loss, n_iter = _lbfgs(params, loss_fn, max_iter, tol)
+    with _ThreadLimit(problem.means.shape[0]):
+        loss, n_iter = _lbfgs(params, loss_fn, max_iter, tol)
     with torch.no_grad():
         mu_t, abst_t = param(logits)
         mu = mu_t.cpu().numpy()

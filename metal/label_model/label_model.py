@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
-from metal.errors import ConfigError, LabelMatrixError
+from metal.errors import ConfigError, LabelMatrixError, NotIdentifiableError
 from metal.label_model.base import (
     BaseLabelModel,
     balance_from_gold,
@@ -23,8 +23,9 @@ from metal.label_model.base import (
 )
 from metal.label_model.coding import SourceCoding
 from metal.label_model.estimation import METHODS, MomentProblem, fit_moments
+from metal.label_model.identifiability import check_coding
 from metal.label_model.statistics import SourceStatistics
-from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, check_label_matrix
+from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_label_matrix
 
 
 class MetalWarning(UserWarning):
@@ -65,8 +66,10 @@ class LabelModel(BaseLabelModel):
         ``P(lambda_i = v | y, lambda_i voted)``.
     dependencies
         Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
-        source indices, or names from ``source_names``). Each connected component is modelled
-        as one joint factor, in estimation and in prediction.
+        source indices, or names from ``source_names``). The graph is triangulated; each
+        maximal clique gets joint-value indicators, estimation uses only moments of sources in
+        different connected components, and prediction factorises over the junction tree
+        (see :mod:`metal.label_model.coding`).
     source_names
         Optional names of the sources, for ``dependencies`` and reports.
     prob_floor
@@ -82,6 +85,10 @@ class LabelModel(BaseLabelModel):
         Seed of this instance (tie breaks, initialisation); no global RNG is touched.
     progress
         Show a progress bar over the statistics pass.
+    check_identifiability
+        Run :func:`metal.check_identifiability` in ``fit`` (on the structure and the emitted
+        values) and raise :class:`~metal.errors.NotIdentifiableError` when the accuracies
+        cannot be recovered; data problems (no overlap, near-singular moments) only warn.
 
     Attributes
     ----------
@@ -117,6 +124,7 @@ class LabelModel(BaseLabelModel):
         device: str = "cpu",
         seed: int = 0,
         progress: bool = False,
+        check_identifiability: bool = True,
     ) -> None:
         self.cardinality = cardinality
         self.method = method
@@ -131,6 +139,7 @@ class LabelModel(BaseLabelModel):
         self.device = device
         self.seed = seed
         self.progress = progress
+        self.check_identifiability = check_identifiability
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> int:
@@ -194,7 +203,21 @@ class LabelModel(BaseLabelModel):
         coding = SourceCoding.from_dependencies(lm.n_sources, k, self.dependencies,
                                                 self.source_names)
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
+        if self.check_identifiability:
+            self._check_identifiable(coding, stats)
         return self._fit_statistics(stats, coding, p, p_source)
+
+    def _check_identifiable(self, coding: SourceCoding, stats: SourceStatistics) -> None:
+        """Raise NotIdentifiableError on a non-identifiable structure; warn on data problems."""
+        report = check_coding(coding, stats, self.source_names)
+        if not report.identifiable:
+            raise NotIdentifiableError(
+                "the source accuracies are not identifiable from unlabeled data for this "
+                f"dependency structure and these votes:\n{report}\n(pass "
+                "check_identifiability=False to fit anyway)", report)
+        if report.data_warnings:
+            warnings.warn("identifiability check: " + "; ".join(report.data_warnings),
+                          MetalWarning, stacklevel=3)
 
     def fit_statistics(self, stats: SourceStatistics, class_balance: Any = None) -> LabelModel:
         """Fit from precomputed (e.g. merged, streamed or distributed) statistics.
@@ -217,7 +240,8 @@ class LabelModel(BaseLabelModel):
         k = int(self.cardinality)
         emitted = stats.emitted()
         group_of_ind = np.searchsorted(coding.offsets, emitted, side="right") - 1
-        silent = np.setdiff1d(np.arange(coding.n_groups), group_of_ind)
+        # a clique that never has two voters on a row is not a silent source
+        silent = np.setdiff1d(np.arange(coding.n_sources), group_of_ind)
         if silent.size:
             names = [coding.groups[g] for g in silent]
             warnings.warn(f"sources {names} never vote in L; they carry no information and are "
@@ -225,7 +249,8 @@ class LabelModel(BaseLabelModel):
                           MetalWarning, stacklevel=3)
         means, second = stats.moments(emitted)
         problem = MomentProblem(second=second, means=means, groups=group_of_ind,
-                                n_groups=coding.n_groups, agreement=coding.agreement(emitted))
+                                n_groups=coding.n_groups, agreement=coding.agreement(emitted),
+                                omega_mask=None if coding.all_singletons else coding.omega(emitted))
         result = fit_moments(problem, k, class_balance=p, method=self.method,
                              max_iter=int(self.max_iter), tol=float(self.tol), l2=float(self.l2),
                              device=self.device, seed=int(self.seed))
@@ -252,7 +277,8 @@ class LabelModel(BaseLabelModel):
     def _marginal_conditionals(self) -> np.ndarray:
         coding, k = self.coding_, int(self.cardinality)
         cond = np.zeros((coding.n_sources, k + 1, k))
-        pos, src, val = coding.member_values(np.arange(coding.n_indicators))
+        # singleton indicators only: clique indicators describe the same votes jointly
+        pos, src, val = coding.member_values(coding.singleton_indicators)
         np.add.at(cond, (src, val), self.indicator_probs_[pos])
         cond[:, k, :] = np.clip(1.0 - cond[:, :k, :].sum(axis=1), 0.0, 1.0)
         return cond
@@ -295,6 +321,8 @@ class LabelModel(BaseLabelModel):
         self._check_fitted()
         k = int(self.cardinality)
         lm = check_label_matrix(L, cardinality=k, n_sources=self.n_sources_)
+        if not self.coding_.all_singletons:
+            return self._predict_log_proba_junction(lm)
         table, base = self._log_tables()
         unseen = np.ones(self.coding_.n_indicators, dtype=bool)
         unseen[self.emitted_] = False
@@ -313,6 +341,27 @@ class LabelModel(BaseLabelModel):
                           MetalWarning, stacklevel=2)
         return out
 
+    def _predict_log_proba_junction(self, lm: LabelMatrix) -> np.ndarray:
+        """Posterior with dependent sources: clique tables over the junction tree."""
+        k = int(self.cardinality)
+        tables = self.coding_.factor_tables(
+            self.indicator_probs_, self.abstain_probs_, self.class_balance_, self.emitted_,
+            float(self.prob_floor), bool(self.model_abstains))
+        m_k = self.n_sources_ * k
+        unseen = np.ones(m_k, dtype=bool)
+        unseen[self.emitted_[self.emitted_ < m_k]] = False
+        out = np.empty((lm.n_rows, k))
+        n_unseen = 0
+        for chunk in lm.iter_votes(int(self.chunk_rows)):
+            n_unseen += int(unseen[chunk.cols * k + chunk.values].sum())
+            scores = SourceCoding.factor_scores(chunk, tables)
+            out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
+        if n_unseen:
+            warnings.warn(f"{n_unseen} votes use a value their source never emitted during fit; "
+                          "they were treated as abstentions. Refit on data that includes them.",
+                          MetalWarning, stacklevel=3)
+        return out
+
     def predict_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` posterior ``P(Y = y | lambda)``; rows sum to 1."""
         return np.exp(self.predict_log_proba(L))
@@ -328,7 +377,9 @@ class LabelModel(BaseLabelModel):
             "chunk_rows": int(self.chunk_rows), "device": str(self.device),
             "seed": int(self.seed),
             "source_names": None if self.source_names is None else [str(s) for s in self.source_names],
-            "groups": self.coding_.groups,
+            "n_sources": int(self.coding_.n_sources),
+            "cliques": [list(c) for c in self.coding_.cliques],
+            "dependency_edges": [[int(u), int(v)] for u, v in self.coding_.graph.edges],
         }
         save_arrays(path, "LabelModel", params, {
             "indicator_probs": self.indicator_probs_, "abstain_probs": self.abstain_probs_,
@@ -339,12 +390,18 @@ class LabelModel(BaseLabelModel):
     def load(cls, path: str | os.PathLike[str]) -> LabelModel:
         """Load a model written by :meth:`save`."""
         params, arrays = load_arrays(path, "LabelModel")
-        groups = params.pop("groups")
+        n_sources = params.pop("n_sources")
+        cliques = params.pop("cliques")
+        edges = params.pop("dependency_edges")
         model = cls(**params)
-        coding = SourceCoding(sum(len(g) for g in groups), params["cardinality"], groups)
-        if len(groups) != len(coding.groups) or any(len(g) > 1 for g in groups):
-            model.dependencies = nx.Graph(
-                [(g[0], s) for g in groups for s in g[1:]])
+        graph = nx.Graph()
+        graph.add_nodes_from(range(n_sources))
+        graph.add_edges_from((int(u), int(v)) for u, v in edges)
+        coding = SourceCoding(n_sources, params["cardinality"], cliques, graph=graph)
+        if edges:
+            names = model.source_names
+            model.dependencies = graph if names is None else nx.relabel_nodes(
+                graph, {i: names[i] for i in range(n_sources)})
         model._set_fitted(coding, arrays["indicator_probs"], arrays["abstain_probs"],
                           arrays["class_balance"], arrays["emitted"])
         return model

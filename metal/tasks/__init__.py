@@ -1,1 +1,10 @@
-"""tasks (in progress)."""
+"""Task graphs: tasks, their cardinalities, and the feasible set of label vectors.
+
+:class:`TaskGraph` takes an arbitrary constraint (a predicate or an explicit list of feasible
+vectors); :class:`TaskHierarchy` builds trees of any depth where a child refines its parent.
+"""
+
+from metal.tasks.graph import TaskGraph, task_graph_from_dict
+from metal.tasks.hierarchy import TaskHierarchy
+
+__all__ = ["TaskGraph", "TaskHierarchy", "task_graph_from_dict"]

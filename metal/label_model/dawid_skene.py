@@ -1,0 +1,168 @@
+"""Dawid-Skene (1979): EM over per-source confusion matrices, the classic crowdsourcing baseline.
+
+Each source (crowd worker) ``i`` has a confusion matrix ``P(lambda_i = v | Y = y, i votes)``;
+given ``Y`` the votes are independent. EM alternates the posterior over ``Y`` for each item
+(E-step) and confusion matrices / class balance re-estimated from the soft counts (M-step).
+Votes enter through a sparse ``(n, m*k)`` indicator matrix with one stored entry per vote, so
+each iteration costs two sparse products; everything is in log space.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import logsumexp
+
+from metal._io import load_arrays, save_arrays
+from metal.errors import ConfigError, LabelMatrixError
+from metal.label_model.base import BaseLabelModel, check_cardinality
+from metal.label_model.baselines import vote_counts
+from metal.matrix import LabelInput, LabelMatrix, check_label_matrix
+
+
+def _indicators(lm: LabelMatrix, k: int) -> sp.csr_matrix:
+    """``(n, m*k)`` sparse 0/1 matrix: entry ``(r, i*k + v)`` is 1 when source ``i`` voted ``v``."""
+    rows, cols = [], []
+    for chunk in lm.iter_votes():
+        rows.append(chunk.rows)
+        cols.append(chunk.cols * k + chunk.values)
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    return sp.csr_matrix((np.ones(r.size), (r, c)), shape=(lm.n_rows, lm.n_sources * k))
+
+
+class DawidSkene(BaseLabelModel):
+    """Dawid-Skene label model fitted by EM, with the same interface as ``LabelModel``.
+
+    Parameters
+    ----------
+    cardinality
+        Number of classes ``k``.
+    max_iter
+        Maximum number of EM iterations.
+    tol
+        Stop when the mean per-item log-likelihood improves by less than ``tol``.
+    alpha
+        Dirichlet pseudo-count added to every confusion-matrix cell (and to the class
+        counts), so no probability is ever exactly 0 and a rare worker stays uncertain.
+    seed
+        Seed for random tie breaks in :meth:`predict` (EM itself is deterministic: it starts
+        from the majority vote).
+
+    Attributes
+    ----------
+    confusion_ : ndarray of shape (m, k, k)
+        ``[i, v, y] = P(lambda_i = v | Y = y, source i votes)``.
+    class_balance_ : ndarray of shape (k,)
+    n_iter_ : int
+    log_likelihood_ : float
+        Mean per-item log-likelihood of the votes at the end of the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> L = np.array([[0, 0, 1], [1, 1, 1], [0, 0, -1], [1, -1, 1]])
+    >>> DawidSkene(cardinality=2).fit(L).predict(L).tolist()
+    [0, 1, 0, 1]
+    """
+
+    def __init__(self, cardinality: int = 2, *, max_iter: int = 100, tol: float = 1e-6,
+                 alpha: float = 0.01, seed: int = 0) -> None:
+        self.cardinality = cardinality
+        self.max_iter = max_iter
+        self.tol = tol
+        self.alpha = alpha
+        self.seed = seed
+
+    def _check_params(self) -> int:
+        k = check_cardinality(self.cardinality)
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ConfigError(f"max_iter={self.max_iter!r} must be a positive int")
+        if not self.tol > 0:
+            raise ConfigError(f"tol={self.tol!r} must be > 0")
+        if not self.alpha >= 0:
+            raise ConfigError(f"alpha={self.alpha!r} must be >= 0 (a pseudo-count)")
+        return k
+
+    def fit(self, L: LabelInput, *args: Any, **kwargs: Any) -> DawidSkene:
+        """Run EM on the label matrix ``L`` (``-1`` abstain, dense or sparse); returns ``self``."""
+        k = self._check_params()
+        lm = check_label_matrix(L, cardinality=k)
+        if lm.n_votes == 0:
+            raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
+                                   "least some votes. Check that your sources were applied.")
+        A = _indicators(lm, k)
+        counts = np.asarray(A.sum(axis=0)).reshape(lm.n_sources, k)  # votes per (source, value)
+        # Initialise the posterior with the majority vote (vote shares; no vote -> uniform).
+        share = vote_counts(lm.data, k)
+        total = share.sum(axis=1, keepdims=True)
+        T = np.where(total > 0, share / np.maximum(total, 1), 1.0 / k)
+        ll_prev = -np.inf
+        n_iter = 0
+        while n_iter < int(self.max_iter):
+            n_iter += 1
+            log_conf, log_p = self._m_step(A, T, lm.n_sources, k)
+            scores = A @ log_conf + log_p[None, :]
+            norm = logsumexp(scores, axis=1, keepdims=True)
+            T = np.exp(scores - norm)
+            ll = float(norm.mean())
+            if ll - ll_prev < self.tol:
+                break
+            ll_prev = ll
+        self.confusion_ = np.exp(log_conf).reshape(lm.n_sources, k, k)
+        self.class_balance_ = np.exp(log_p)
+        self.n_sources_ = lm.n_sources
+        self.n_iter_ = n_iter
+        self.log_likelihood_ = ll
+        self.vote_counts_ = counts
+        return self
+
+    def _m_step(self, A: sp.csr_matrix, T: np.ndarray, m: int, k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        soft = np.asarray(A.T @ T).reshape(m, k, k) + self.alpha  # [i, v, y] soft counts
+        denom = soft.sum(axis=1, keepdims=True)  # per (source, true class)
+        log_conf = np.log(soft) - np.log(np.maximum(denom, 1e-300))
+        p = T.sum(axis=0) + self.alpha
+        return log_conf.reshape(m * k, k), np.log(p / p.sum())
+
+    def predict_log_proba(self, L: LabelInput) -> np.ndarray:
+        """``(n, k)`` log posterior ``log P(Y = y | votes)``; rows without votes get the prior."""
+        self._check_fitted()
+        k = int(self.cardinality)
+        lm = check_label_matrix(L, cardinality=k, n_sources=self.n_sources_)
+        A = _indicators(lm, k)
+        log_conf = np.log(np.maximum(self.confusion_, 1e-300)).reshape(-1, k)
+        scores = A @ log_conf + np.log(self.class_balance_)[None, :]
+        return np.asarray(scores - logsumexp(scores, axis=1, keepdims=True))
+
+    def predict_proba(self, L: LabelInput) -> np.ndarray:
+        """``(n, k)`` posterior ``P(Y = y | votes)``; rows sum to 1."""
+        return np.exp(self.predict_log_proba(L))
+
+    def get_accuracies(self) -> np.ndarray:
+        """``(m,)`` probability that a source's vote is correct, given that it votes."""
+        self._check_fitted()
+        return np.einsum("iyy,y->i", self.confusion_, self.class_balance_)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted model (``.npz`` with a JSON header; no pickle)."""
+        self._check_fitted()
+        params = {"cardinality": int(self.cardinality), "max_iter": int(self.max_iter),
+                  "tol": float(self.tol), "alpha": float(self.alpha), "seed": int(self.seed)}
+        save_arrays(path, "DawidSkene", params, {
+            "confusion": self.confusion_, "class_balance": self.class_balance_,
+            "vote_counts": self.vote_counts_})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DawidSkene:
+        """Load a model written by :meth:`save`."""
+        params, arrays = load_arrays(path, "DawidSkene")
+        model = cls(**params)
+        model.confusion_ = arrays["confusion"]
+        model.class_balance_ = arrays["class_balance"]
+        model.vote_counts_ = arrays["vote_counts"]
+        model.n_sources_ = int(model.confusion_.shape[0])
+        return model
