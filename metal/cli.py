@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -168,13 +169,13 @@ def _read_probs(path: str) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path} does not exist; write it with `metal fit ... --probs {path}`")
+    if p.suffix not in (".npy", ".csv"):
+        raise InputError(f"{path}: expected a .npy or .csv file of probabilities")
     try:
         if p.suffix == ".npy":
             probs = np.load(p, allow_pickle=False)
-        elif p.suffix == ".csv":
-            probs = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)
         else:
-            raise InputError(f"{path}: expected a .npy or .csv file of probabilities")
+            probs = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path} is not a readable probability file ({exc})") from exc
     if probs.ndim != 2 or not np.all(np.isfinite(probs)):
@@ -327,8 +328,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         task_graph = nx.Graph()
         task_graph.add_nodes_from(range(len(cards)))
         task_graph.add_edges_from(task_edges)
+        # check_identifiability reads a ``.graph`` attribute first, and nx.Graph's own ``.graph``
+        # is its attribute dict, so hand the graph over wrapped.
         report = check_identifiability(n_sources=m, cardinality=cards, dependencies=graph,
-                                       task_graph=task_graph, coverage=coverage)
+                                       task_graph=SimpleNamespace(graph=task_graph),
+                                       coverage=coverage)
     else:
         report = check_identifiability(n_sources=m, cardinality=k, dependencies=graph, L=L)
     print(report)

@@ -149,6 +149,7 @@ def crowd_to_label_matrix(
         if (counts > 1).any():
             first = int(uniq[counts > 1][0])
             q, w = questions[first // len(workers)], workers[first % len(workers)]
+            q, w = (v.item() if isinstance(v, np.generic) else v for v in (q, w))
             raise CrowdFormatError(
                 f"{int((counts > 1).sum())} (question, worker) pairs have more than one answer, "
                 f"e.g. question {q!r} by worker {w!r}; pass duplicates='first' or 'last'")

@@ -90,6 +90,22 @@ def _digits(n_members: int, base: int) -> np.ndarray:
                     dtype=np.int64)[:, ::-1]
 
 
+def _voter_marginals(table: np.ndarray, r: int, base: int) -> np.ndarray:
+    """``out[code] = P(the members voting in code vote as in code | y)`` (others free)."""
+    digits = _digits(r, base)
+    voted = digits > 0
+    weights = base ** np.arange(r)
+    out = np.empty_like(table)
+    for A in range(2**r):  # loop over voter sets of one small factor, not rows
+        in_a = ((A >> np.arange(r)) & 1).astype(bool)
+        rows = np.flatnonzero((voted == in_a[None, :]).all(axis=1))
+        key = (digits * in_a[None, :] * weights).sum(axis=1)
+        sums = np.zeros((base**r, table.shape[1]))
+        np.add.at(sums, key, table)
+        out[rows] = sums[key[rows]]
+    return out
+
+
 @dataclass
 class FactorTables:
     """Log tables of the junction-tree factors, ready for chunked look-ups.
@@ -179,6 +195,23 @@ class SourceCoding:
         self.component = np.concatenate(
             [comp, [comp[c[0]] for c in clique_list]]).astype(np.int64)
         self._memb = _membership_index(self.groups[m:], m, base)
+        # separator of each clique with its parent in the junction tree (empty for roots), and
+        # which joint values the clique emits: >= 2 voters, not all inside the separator (those
+        # are the parent's statistics already; emitting them twice makes O exactly singular)
+        self.separator: list[tuple[int, ...]] = [()] * len(clique_list)
+        self.parent: list[int | None] = [None] * len(clique_list)
+        if self.junction is not None:
+            for par, child, sep in self.junction.tree_edges:
+                self.separator[child] = sep
+                self.parent[child] = par
+        emits = []
+        for ci, c in enumerate(clique_list):
+            digits = _digits(len(c), base)
+            in_sep = np.isin(np.array(c), np.array(self.separator[ci], dtype=np.int64))
+            voters = (digits > 0).sum(axis=1)
+            outside = ((digits > 0) & ~in_sep[None, :]).sum(axis=1)
+            emits.append(((voters >= 2) & (outside >= 1))[1:])
+        self.clique_emits = (np.concatenate(emits) if emits else np.zeros(0, dtype=bool))
 
     @classmethod
     def from_dependencies(
@@ -218,9 +251,20 @@ class SourceCoding:
         starts, n_memb, grp, weight = self._memb
         r, g, code, voters = _expand_memberships(chunk, starts, n_memb, grp, weight,
                                                  len(self.cliques))
-        keep = voters >= 2
-        clique_ind = self.offsets[self.n_sources + g[keep]] + code[keep] - 1
+        first = self.offsets[self.n_sources]
+        clique_ind = self.offsets[self.n_sources + g] + code - 1
+        keep = self.clique_emits[clique_ind - first]
+        clique_ind = clique_ind[keep]
         return np.concatenate([rows, r[keep]]), np.concatenate([single, clique_ind])
+
+    def n_emittable(self) -> np.ndarray:
+        """``(n_groups,)`` number of indicators each group can fire (its statistics)."""
+        first = self.offsets[self.n_sources] if self.cliques else 0
+        per_clique = [int(self.clique_emits[self.offsets[self.n_sources + ci] - first:
+                                            self.offsets[self.n_sources + ci] - first
+                                            + self.n_values[self.n_sources + ci]].sum())
+                      for ci in range(len(self.cliques))]
+        return np.array([self.cardinality] * self.n_sources + per_clique, dtype=np.int64)
 
     def statistics(self, L: LabelMatrix, chunk_rows: int,
                    progress: bool = False) -> SourceStatistics:
@@ -278,9 +322,57 @@ class SourceCoding:
         comp = self.component[self.indicator_group(indicators)]
         return comp[:, None] != comp[None, :]
 
+    def fit_cliques(self, emitted: np.ndarray, means: np.ndarray, second: np.ndarray,
+                    single_mu: np.ndarray, class_balance: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Clique-indicator probabilities given the fitted singletons (linear least squares).
+
+        With ``p`` and the singletons' ``mu`` known, the Omega equations of a clique indicator
+        ``c``, ``E[psi_c psi_a] = sum_y p_y mu_a(y) mu_c(y)`` over singletons ``a`` of other
+        components, plus ``E[psi_c] = sum_y p_y mu_c(y)``, are linear in ``mu_c``; all the
+        indicators of one clique share the same design matrix, so one ``lstsq`` per clique
+        solves them (then clipped to ``[0, 1]``). Identifiable whenever the singletons are.
+
+        Parameters
+        ----------
+        emitted, means, second
+            Emitted indicators and their moments (as in :class:`MomentProblem`).
+        single_mu
+            ``(n_emitted_singletons, k)`` fitted ``mu`` of the emitted singleton indicators, in
+            the order they appear in ``emitted``.
+        class_balance
+            ``(k,)`` fitted ``P(Y)``.
+
+        Returns
+        -------
+        mu_cliques, abstain_cliques
+            ``(n_emitted_clique_indicators, k)`` and ``(n_cliques, k)``.
+        """
+        grp = self.indicator_group(emitted)
+        single = grp < self.n_sources
+        comp = self.component[grp]
+        s_idx = np.flatnonzero(single)
+        mu_out = np.zeros((int((~single).sum()), self.cardinality))
+        abstain = np.ones((len(self.cliques), self.cardinality))
+        c_pos = np.flatnonzero(~single)
+        for ci in range(len(self.cliques)):
+            rows = np.flatnonzero(grp[c_pos] == self.n_sources + ci)
+            if rows.size == 0:
+                continue
+            partners = s_idx[comp[s_idx] != self.component[self.n_sources + ci]]
+            A = np.vstack([single_mu[np.searchsorted(s_idx, partners)] * class_balance,
+                           class_balance[None, :]])
+            B = np.vstack([second[np.ix_(partners, c_pos[rows])], means[c_pos[rows]][None, :]])
+            X, *_ = np.linalg.lstsq(A, B, rcond=None)
+            mu = np.clip(X.T, 0.0, 1.0)
+            mu_out[rows] = mu
+            abstain[ci] = np.clip(1.0 - mu.sum(axis=0), 0.0, 1.0)
+        return mu_out, abstain
+
     # ------------------------------------------------------------------ prediction
     def clique_table(self, clique: int, singles: np.ndarray, mu: np.ndarray,
-                     seen: np.ndarray, floor: float) -> np.ndarray:
+                     seen: np.ndarray, floor: float,
+                     parent_table: np.ndarray | None = None) -> np.ndarray:
         """Full ``((k+1)^r, k)`` table ``P(lambda_C = code | y)`` of clique ``clique``.
 
         ``singles`` is the ``(m, k+1, k)`` singleton table (index 0 = abstain, ``v+1`` = vote
@@ -295,11 +387,31 @@ class SourceCoding:
         for j, s in enumerate(members):
             indep *= singles[s][digits[:, j]]
         voters = (digits > 0).sum(axis=1)
+        sep = self.separator[clique]
+        in_sep = np.isin(np.array(members), np.array(sep, dtype=np.int64))
+        outside = ((digits > 0) & ~in_sep[None, :]).sum(axis=1)
         table = np.zeros_like(indep)
-        multi = np.flatnonzero(voters >= 2)
-        ind = self.offsets[self.n_sources + clique] + multi - 1
-        table[multi] = np.where(seen[ind][:, None], mu[ind], indep[multi])
+        own = np.flatnonzero((voters >= 2) & (outside >= 1))
+        ind = self.offsets[self.n_sources + clique] + own - 1
+        table[own] = np.where(seen[ind][:, None], mu[ind], indep[own])
+        if sep and parent_table is not None:
+            # values voted only inside the separator: the parent's marginal minus extensions
+            parent = self.cliques[self.parent[clique]]  # type: ignore[index]
+            pdig = _digits(len(parent), base)
+            pcols = [parent.index(s) for s in sep]
+            ccols = [members.index(s) for s in sep]
+            weights = base ** np.arange(len(sep))
+            marg = np.zeros((base ** len(sep), self.cardinality))
+            np.add.at(marg, (pdig[:, pcols] * weights).sum(axis=1), parent_table)
+            sep_code = (digits[:, ccols] * weights).sum(axis=1)
+            inside = np.flatnonzero((outside == 0) & (voters >= 1))
+            ext_mask = outside >= 1
+            for p in inside:
+                ext = ext_mask & (sep_code == sep_code[p])
+                table[p] = marg[sep_code[p]] - table[ext].sum(axis=0)
         for j, s in enumerate(members):
+            if in_sep[j] and parent_table is not None:
+                continue
             for v in range(1, base):
                 one = np.flatnonzero((voters == 1) & (digits[:, j] == v))
                 ext = (voters >= 2) & (digits[:, j] == v)
@@ -329,8 +441,14 @@ class SourceCoding:
         in_clique = np.zeros(m, dtype=bool)
         tables: list[np.ndarray] = []
         if jt is not None:
-            tables = [self.clique_table(ci, singles, indicator_probs, seen, floor)
-                      for ci in range(len(self.cliques))]
+            # parents before children (tree_edges are in breadth-first order)
+            tables_by: dict[int, np.ndarray] = {}
+            for ci in jt.roots:
+                tables_by[ci] = self.clique_table(ci, singles, indicator_probs, seen, floor)
+            for par, child, _ in jt.tree_edges:
+                tables_by[child] = self.clique_table(child, singles, indicator_probs, seen,
+                                                     floor, tables_by[par])
+            tables = [tables_by[ci] for ci in range(len(self.cliques))]
             for ci, c in enumerate(self.cliques):
                 factors.append((c, tables[ci], 1.0))
                 in_clique[list(c)] = True
@@ -352,12 +470,9 @@ class SourceCoding:
         for f, (mem, table, sign) in enumerate(factors):
             logt = np.log(np.maximum(table, 1e-300))
             if not model_abstains:
-                # condition on which members voted: log P(values | y, voter set)
-                digits = _digits(len(mem), base)
-                mask = ((digits > 0) * (2 ** np.arange(len(mem)))).sum(axis=1)
-                by_mask = np.zeros((2 ** len(mem), k))
-                np.add.at(by_mask, mask, table)
-                logt = logt - np.log(np.maximum(by_mask[mask], 1e-300))
+                # abstentions ignored: the factor enters as the probability of its voters'
+                # values, marginalising its abstaining members (a singleton: P(v | y))
+                logt = np.log(np.maximum(_voter_marginals(table, len(mem), base), 1e-300))
             base_score += sign * logt[0]
             delta[offsets[f]: offsets[f] + n_codes[f]] = sign * (logt[1:] - logt[0])
         starts, n_memb, grp, weight = _membership_index(members, m, base)

@@ -18,7 +18,12 @@ from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
 from metal.errors import ConfigError, LabelMatrixError
-from metal.label_model.base import BaseLabelModel, check_cardinality
+from metal.label_model.base import (
+    BaseLabelModel,
+    balance_from_gold,
+    check_cardinality,
+    check_class_balance,
+)
 from metal.label_model.baselines import vote_counts
 from metal.matrix import LabelInput, LabelMatrix, check_label_matrix
 
@@ -87,13 +92,30 @@ class DawidSkene(BaseLabelModel):
             raise ConfigError(f"alpha={self.alpha!r} must be >= 0 (a pseudo-count)")
         return k
 
-    def fit(self, L: LabelInput, *args: Any, **kwargs: Any) -> DawidSkene:
-        """Run EM on the label matrix ``L`` (``-1`` abstain, dense or sparse); returns ``self``."""
+    def fit(self, L: LabelInput, class_balance: Any = None, Y_dev: Any = None) -> DawidSkene:
+        """Run EM on the label matrix ``L`` (``-1`` abstain, dense or sparse); returns ``self``.
+
+        Parameters
+        ----------
+        L
+            ``(n, m)`` label matrix.
+        class_balance
+            ``(k,)`` prior ``P(Y)`` to keep fixed instead of re-estimating it.
+        Y_dev
+            Gold labels of a small labeled set, used only to fix the class balance.
+        """
         k = self._check_params()
         lm = check_label_matrix(L, cardinality=k)
         if lm.n_votes == 0:
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
+        if class_balance is not None and Y_dev is not None:
+            raise ConfigError("pass class_balance or Y_dev, not both")
+        fixed_p: np.ndarray | None = None
+        if class_balance is not None:
+            fixed_p = check_class_balance(class_balance, k)
+        elif Y_dev is not None:
+            fixed_p = balance_from_gold(Y_dev, k)
         A = _indicators(lm, k)
         counts = np.asarray(A.sum(axis=0)).reshape(lm.n_sources, k)  # votes per (source, value)
         # Initialise the posterior with the majority vote (vote shares; no vote -> uniform).
@@ -105,6 +127,8 @@ class DawidSkene(BaseLabelModel):
         while n_iter < int(self.max_iter):
             n_iter += 1
             log_conf, log_p = self._m_step(A, T, lm.n_sources, k)
+            if fixed_p is not None:
+                log_p = np.log(fixed_p)
             scores = A @ log_conf + log_p[None, :]
             norm = logsumexp(scores, axis=1, keepdims=True)
             T = np.exp(scores - norm)

@@ -18,6 +18,7 @@ needs three things from that graph, all computed here:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,13 +155,48 @@ def build_junction_tree(graph: nx.Graph) -> JunctionTree:
 
 
 # ---------------------------------------------------------------------------------- learning
+def _pair_model_probs(model: Any, k: int) -> np.ndarray:
+    """``(m, m, k+1, k+1, k)`` model ``P(lambda_i = a, lambda_j = b | y)`` (abstain last).
+
+    Pairs in different dependency components multiply their singleton tables; pairs inside a
+    component are marginalised from the junction-tree model, enumerating the component's joint
+    values (components are small when this is used).
+    """
+    from metal.label_model.coding import SourceCoding
+    from metal.matrix import VoteChunk
+
+    cond = model.get_conditional_probs()  # (m, k+1, k), abstain last
+    cond = np.clip(cond, 1e-12, None)
+    probs = np.einsum("iay,jby->ijaby", cond, cond)
+    coding = model.coding_
+    if coding.all_singletons:
+        return probs
+    tables = coding.factor_tables(model.indicator_probs_, model.abstain_probs_,
+                                  model.class_balance_, model.emitted_, 0.0, True)
+    for comp in coding.junction.components:
+        r = len(comp)
+        if r < 2 or (k + 1) ** r > 50_000:
+            continue
+        vals = np.array(list(itertools.product(range(k + 1), repeat=r)), dtype=np.int64)
+        rows, cols = np.nonzero(vals < k)
+        chunk = VoteChunk(0, len(vals), rows, np.asarray(comp)[cols], vals[rows, cols])
+        scores = SourceCoding.factor_scores(chunk, tables) - np.log(model.class_balance_)
+        joint = np.exp(scores - scores.max(axis=0, keepdims=True))
+        joint /= joint.sum(axis=0, keepdims=True)  # P(values of the component | y)
+        for (a, i), (b, j) in itertools.combinations(enumerate(comp), 2):
+            pair = np.zeros((k + 1, k + 1, k))
+            np.add.at(pair, (vals[:, a], vals[:, b]), joint)
+            probs[i, j] = pair
+            probs[j, i] = pair.transpose(1, 0, 2)
+    return probs
+
+
 def learn_dependencies(
     L: Any,
     cardinality: int = 2,
     *,
     alpha: float = 1e-3,
     max_edges: int | None = None,
-    edges_per_round: int = 1,
     source_names: Sequence[Hashable] | None = None,
     class_balance: Any = None,
     chunk_rows: int = 65536,
@@ -168,14 +204,16 @@ def learn_dependencies(
 ) -> nx.Graph:
     """Propose a source dependency graph from unlabeled votes (a goodness-of-fit search).
 
-    Each round fits the class-conditional label model on every pair of sources not yet declared
-    dependent (masked moments), then compares, for every pair ``(i, j)``, the observed joint
-    counts of their values (abstain included) with the counts the fitted model predicts under
-    conditional independence given ``Y``. The pair with the largest likelihood-ratio statistic
-    ``G`` is added as an edge if ``G`` is significant at level ``alpha`` after a Bonferroni
-    correction over all pairs (chi-square reference with ``(k+1)^2 - 1`` degrees of freedom);
-    the model is then refitted without that pair, so one strong dependency does not distort the
-    test of the others. The search stops when no remaining pair is significant.
+    Each round fits the label model with the edges found so far (junction-tree model, Omega =
+    pairs from different components), then compares, for every pair of sources not yet joined
+    by an edge, the observed joint counts of their values (abstain included) with the counts
+    the fitted model predicts: ``sum_y p_y P(lambda_i, lambda_j | y)``, from the singleton
+    tables for pairs in different components and from the junction tree for pairs in the same
+    component (so a chain ``i - j - l`` does not make ``(i, l)`` look dependent). The pair
+    with the largest likelihood-ratio statistic ``G`` becomes an edge if ``G`` is significant
+    at level ``alpha`` after a Bonferroni correction over all pairs (chi-square reference with
+    ``(k+1)^2 - 1`` degrees of freedom); then the model is refitted. The search stops when no
+    pair is significant, or when one more edge would make the accuracies non-identifiable.
 
     Parameters
     ----------
@@ -187,14 +225,13 @@ def learn_dependencies(
         Family-wise significance level of the edge test.
     max_edges
         Optional cap on the number of edges returned.
-    edges_per_round
-        How many significant pairs to add before refitting (1 is the most careful).
     source_names
         Names for the nodes of the returned graph (default: column indices).
     class_balance
-        Optional known ``P(Y)``.
+        Optional known ``P(Y)`` (recommended: it makes every fit sharper); by default it is
+        estimated from ``L`` in every fit.
     chunk_rows
-        Rows per block of the statistics pass.
+        Rows per block of the statistics passes.
     seed
         Seed of the fits.
 
@@ -213,28 +250,26 @@ def learn_dependencies(
     >>> sorted(G.nodes) == list(range(8))
     True
     """
-    from metal.label_model.base import check_cardinality, check_class_balance
+    from metal.errors import NotIdentifiableError
+    from metal.label_model.base import check_cardinality
     from metal.label_model.coding import SourceCoding
-    from metal.label_model.estimation import MomentProblem, fit_moments
+    from metal.label_model.label_model import LabelModel
     from metal.matrix import check_label_matrix
 
     k = check_cardinality(cardinality)
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha={alpha} must be in (0, 1)")
-    if edges_per_round < 1:
-        raise ConfigError(f"edges_per_round={edges_per_round} must be >= 1")
     lm = check_label_matrix(L, cardinality=k)
     m = lm.n_sources
     names = list(source_names) if source_names is not None else list(range(m))
     if len(names) != m:
         raise ConfigError(f"source_names has {len(names)} entries; L has {m} sources")
-    p_given = None if class_balance is None else check_class_balance(class_balance, k)
     coding = SourceCoding(m, k)
     stats = coding.statistics(lm, chunk_rows)
     n = stats.n_rows
     emitted = stats.emitted()
     means, second = stats.moments(emitted)
-    src_of = np.searchsorted(coding.offsets, emitted, side="right") - 1
+    src_of = coding.indicator_group(emitted)
     val_of = emitted - coding.offsets[src_of]
     # observed joint counts (k+1)x(k+1) per pair, abstain as the last value
     counts = np.zeros((m, m, k + 1, k + 1))
@@ -252,43 +287,112 @@ def learn_dependencies(
     threshold = chi2.isf(alpha / max(n_pairs, 1), df)
 
     graph = nx.Graph()
-    graph.add_nodes_from(names)
-    found: set[tuple[int, int]] = set()
-    round_ = 0
+    graph.add_nodes_from(range(m))
     cap = n_pairs if max_edges is None else int(max_edges)
-    while len(found) < cap:
-        omega = src_of[:, None] != src_of[None, :]
-        for i, j in found:
-            omega[np.ix_(src_of == i, src_of == j)] = False
-            omega[np.ix_(src_of == j, src_of == i)] = False
-        problem = MomentProblem(second=second, means=means, groups=src_of, n_groups=m,
-                                agreement=coding.agreement(emitted), omega_mask=omega)
-        fit = fit_moments(problem, k, class_balance=p_given, seed=seed)
-        cond = np.zeros((m, k + 1, k))
-        cond[src_of, val_of] = fit.mu
-        cond[:, k, :] = np.clip(1.0 - cond[:, :k, :].sum(axis=1), 1e-9, None)
-        cond = np.clip(cond, 1e-9, None)
-        # expected pair counts under conditional independence: n sum_y p_y c_i(a|y) c_j(b|y)
-        expected = n * np.einsum("iay,jby,y->ijab", cond, cond, fit.class_balance)
+    rejected: set[tuple[int, int]] = set()
+    # a flexible model (full tables, no ridge): misfit would look like dependence
+    model_kw: dict[str, Any] = {"cardinality": k, "seed": seed, "chunk_rows": chunk_rows,
+                                "parameterization": "full", "l2": 0.0}
+    balance = "estimate" if class_balance is None else class_balance
+    model = LabelModel(check_identifiability=False, **model_kw).fit(lm.data,
+                                                                    class_balance=balance)
+    round_ = 0
+    while graph.number_of_edges() < cap:
+        probs = _pair_model_probs(model, k)
+        expected = n * np.einsum("ijaby,y->ijab", probs, model.class_balance_)
         obs = counts[iu, ju]
         exp_ = np.clip(expected[iu, ju], 1e-9, None)
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(obs > 0, obs * np.log(obs / exp_), 0.0)
         G = 2.0 * terms.sum(axis=(1, 2))
-        for idx in range(n_pairs):
-            if (int(iu[idx]), int(ju[idx])) in found:
-                G[idx] = -np.inf
-        order = np.argsort(-G)
-        added = 0
-        for idx in order[:edges_per_round]:
-            if G[idx] <= threshold or len(found) >= cap:
-                break
-            i, j = int(iu[idx]), int(ju[idx])
-            found.add((i, j))
-            graph.add_edge(names[i], names[j], G=float(G[idx]),
-                           p_value=float(chi2.sf(G[idx], df)), round=round_)
-            added += 1
-        if added == 0:
+        done = np.array([graph.has_edge(int(a), int(b)) or (int(a), int(b)) in rejected
+                         for a, b in zip(iu, ju, strict=True)], dtype=bool)
+        G[done] = -np.inf
+        best = int(np.argmax(G))
+        if G[best] <= threshold:
             break
+        i, j = int(iu[best]), int(ju[best])
+        trial = graph.copy()
+        trial.add_edge(i, j)
+        try:
+            model = LabelModel(dependencies=trial, **model_kw).fit(lm.data,
+                                                                   class_balance=balance)
+        except NotIdentifiableError:
+            rejected.add((i, j))
+            continue
+        graph.add_edge(i, j, G=float(G[best]), p_value=float(chi2.sf(G[best], df)),
+                       round=round_)
         round_ += 1
-    return graph
+    return nx.relabel_nodes(graph, dict(enumerate(names)))
+
+
+# ---------------------------------------------------------------------------------- refinement
+def refine_by_components(
+    second: np.ndarray,
+    means: np.ndarray,
+    source_of: np.ndarray,
+    component_of: np.ndarray,
+    mu: np.ndarray,
+    class_balance: np.ndarray,
+    *,
+    fix_balance: bool = False,
+    n_sweeps: int = 200,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Block-coordinate refinement of singleton ``mu`` (and ``p``) on the Omega equations.
+
+    With dependencies, Omega only holds pairs from different dependency components, which
+    makes the joint gradient fit slow to converge. But given every other component's ``mu``
+    and ``p``, one component's equations ``O_ab = sum_y p_y mu_a(y) mu_b(y)`` (``b`` outside
+    the component) and ``E[psi_a] = sum_y p_y mu_a(y)`` are linear in its ``mu``, and given all
+    ``mu`` they are linear in ``p``: each block is an exact least-squares solve. Sweeps stop
+    when ``mu`` moves less than ``tol``.
+
+    Parameters
+    ----------
+    second, means
+        Moments of the emitted singleton indicators.
+    source_of, component_of
+        Source and dependency component of each indicator.
+    mu, class_balance
+        Starting point (e.g. from :func:`metal.label_model.estimation.fit_moments`).
+    fix_balance
+        Keep ``class_balance`` fixed (it was given).
+    n_sweeps, tol
+        Iteration budget and stopping tolerance.
+
+    Returns
+    -------
+    mu, class_balance
+        Refined ``(d, k)`` and ``(k,)``.
+    """
+    mu = mu.copy()
+    p = class_balance.copy()
+    comps = np.unique(component_of)
+    blocks = [(np.flatnonzero(component_of == c), np.flatnonzero(component_of != c))
+              for c in comps]
+    omega = component_of[:, None] != component_of[None, :]
+    iu, ju = np.nonzero(np.triu(omega, 1))
+    for _ in range(n_sweeps):
+        old = mu.copy()
+        for inside, outside in blocks:
+            if outside.size == 0:
+                continue
+            A = np.vstack([mu[outside] * p, p[None, :]])
+            B = np.vstack([second[np.ix_(outside, inside)], means[inside][None, :]])
+            X, *_ = np.linalg.lstsq(A, B, rcond=None)
+            new = np.clip(X.T, 1e-9, 1.0)
+            # each source's value probabilities must leave room for abstaining
+            tot = np.zeros((int(source_of.max()) + 1, mu.shape[1]))
+            np.add.at(tot, source_of[inside], new)
+            scale = np.minimum(1.0, (1.0 - 1e-6) / np.maximum(tot, 1e-12))
+            mu[inside] = new * scale[source_of[inside]]
+        if not fix_balance:
+            A = np.vstack([mu[iu] * mu[ju], mu, np.ones((1, mu.shape[1]))])
+            b = np.concatenate([second[iu, ju], means, [1.0]])
+            q, *_ = np.linalg.lstsq(A, b, rcond=None)
+            q = np.clip(q, 1e-6, None)
+            p = q / q.sum()
+        if np.abs(mu - old).max() < tol:
+            break
+    return mu, p

@@ -235,6 +235,7 @@ def fit_moments(
     max_iter: int = 500,
     tol: float = 1e-10,
     l2: float = 0.0,
+    tied: bool = False,
     device: str | torch.device = "cpu",
     seed: int = 0,
 ) -> MomentFit:
@@ -256,6 +257,12 @@ def fit_moments(
         L-BFGS iteration budget and gradient tolerance (on a loss normalised to start near 1).
     l2
         Strength of a ridge pulling the logits towards the starting point.
+    tied
+        If True, each indicator has two parameters, not ``K``: its logit is
+        ``b + (a - b) * agreement[:, y]``, so the probability of a vote is the same under every
+        class it disagrees with (the paper's simplified class-conditional model; far better
+        conditioned for sparse, unipolar sources). If False, every ``(indicator, class)`` pair
+        is free.
     device
         Torch device for the fit (``"cpu"`` or ``"cuda"``).
     seed
@@ -287,8 +294,24 @@ def fit_moments(
         dtype=torch.float64,
         device=dev,
     )
-    logits = logits0.clone().requires_grad_(True)
-    params = [logits]
+    agree = torch.as_tensor(problem.agreement, dtype=torch.float64, device=dev)
+    if tied:
+        on = (logits0 * agree).sum(1) / agree.sum(1).clamp_min(1e-12)
+        off = (logits0 * (1 - agree)).sum(1) / (1 - agree).sum(1).clamp_min(1e-12)
+        # "better than random" per indicator: on = off + softplus(gap) >= off
+        gap0 = torch.clamp(on - off, min=1e-3)
+        gap_raw0 = gap0 + torch.log(-torch.expm1(-gap0))  # inverse softplus
+        ab = torch.stack([gap_raw0, off], 1).clone().requires_grad_(True)
+        params = [ab]
+    else:
+        free = logits0.clone().requires_grad_(True)
+        params = [free]
+
+    def current_logits() -> torch.Tensor:
+        if tied:
+            return ab[:, 1:2] + torch.nn.functional.softplus(ab[:, 0:1]) * agree
+        return free
+
     estimate_balance = class_balance is None
     if estimate_balance:
         p_logits = torch.zeros(K, dtype=torch.float64, device=dev, requires_grad=True)
@@ -300,6 +323,7 @@ def fit_moments(
         return torch.softmax(p_logits, 0) if estimate_balance else p_fixed
 
     def loss_fn() -> torch.Tensor:
+        logits = current_logits()
         mu, _ = param(logits)
         p = balance()
         pred = mu @ (mu * p).T
@@ -313,12 +337,13 @@ def fit_moments(
     with _ThreadLimit(problem.means.shape[0]):
         loss, n_iter = _lbfgs(params, loss_fn, max_iter, tol)
     with torch.no_grad():
-        mu_t, abst_t = param(logits)
+        mu_t, abst_t = param(current_logits())
         mu = mu_t.cpu().numpy()
         abstain = abst_t.cpu().numpy()
         p = balance().cpu().numpy().copy()
 
-    perm = name_classes(mu, problem.agreement)
+    # tied parameters name the classes by construction (a vote "agrees" with one class)
+    perm = np.arange(K) if tied else name_classes(mu, problem.agreement)
     if not np.array_equal(perm, np.arange(K)):
         inv = np.argsort(perm)
         mu, abstain, p_perm = mu[:, inv], abstain[:, inv], p[inv]
@@ -328,7 +353,7 @@ def fit_moments(
             # the prior pins the class names: restart from the renamed solution
             refit = fit_moments(
                 problem, K, class_balance=class_balance, method=method, init_mu=mu,
-                max_iter=max_iter, tol=tol, l2=l2, device=dev, seed=seed,
+                max_iter=max_iter, tol=tol, l2=l2, tied=tied, device=dev, seed=seed,
             )
             refit.permutation = perm
             return refit

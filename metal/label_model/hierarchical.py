@@ -181,7 +181,7 @@ class SeparateTaskLabelModels:
         ``class_balance`` is a list of per-task priors."""
         g = _check_task_graph(self.task_graph)
         votes = check_multitask_votes(L, g)
-        if votes.layout == "dict":
+        if votes.sources_per_task is not None:
             offsets = np.concatenate([[0], np.cumsum(votes.sources_per_task)])
             cover = [np.arange(offsets[s], offsets[s + 1]) for s in range(g.n_tasks)]
         else:

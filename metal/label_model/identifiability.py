@@ -38,16 +38,20 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from metal.errors import ConfigError
 from metal.label_model.coding import SourceCoding
 from metal.label_model.statistics import SourceStatistics
 
-__all__ = ["IdentifiabilityReport", "check_identifiability", "check_coding",
-           "omega_incidence_rank"]
+__all__ = ["IdentifiabilityReport", "bipartite_deficiency", "check_coding",
+           "check_identifiability", "omega_incidence_rank"]
 
 #: Condition number of the second-moment matrix above which the fit is reported as unstable.
 MAX_CONDITION = 1e8
+#: Largest number of indicators whose moment matrix is eigen-decomposed for the check.
+MAX_CONDITION_DIM = 1500
 #: A source with fewer votes than this is reported as too sparse to estimate.
 MIN_VOTES = 20
 
@@ -140,28 +144,71 @@ class IdentifiabilityReport:
 
 
 # ------------------------------------------------------------------------------ rank helpers
+def bipartite_deficiency(adjacency: sp.spmatrix | np.ndarray) -> int:
+    """Number of bipartite connected components (isolated nodes included) of a graph.
+
+    This is ``n_nodes - rank`` of its unsigned incidence matrix. Computed with the bipartite
+    double cover: a component is bipartite iff it lifts to two components, so the deficiency is
+    ``components(double cover) - components(graph)`` (sparse, no Python loop over edges).
+    """
+    A = sp.csr_matrix(adjacency, dtype=np.int8)
+    A = ((A + A.T) > 0).astype(np.int8)
+    n = A.shape[0]
+    if n == 0:
+        return 0
+    cover = sp.bmat([[None, A], [A, None]], format="csr")
+    n_cover, _ = connected_components(cover, directed=False)
+    n_graph, _ = connected_components(A, directed=False)
+    return int(n_cover - n_graph)
+
+
 def omega_incidence_rank(n_nodes: int, edges: Sequence[tuple[int, int]]) -> int:
-    """Rank of the unsigned incidence matrix, from its components (no matrix is built).
+    """Rank of the unsigned incidence matrix of a graph given by its edge list.
 
     ``n_nodes - rank`` = number of bipartite components (isolated nodes included).
     """
-    g = nx.Graph()
-    g.add_nodes_from(range(n_nodes))
-    g.add_edges_from(edges)
-    deficiency = sum(1 for c in nx.connected_components(g) if nx.is_bipartite(g.subgraph(c)))
-    return n_nodes - deficiency
+    e = np.asarray(list(edges), dtype=np.int64).reshape(-1, 2)
+    A = sp.csr_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])),
+                      shape=(n_nodes, n_nodes))
+    return n_nodes - bipartite_deficiency(A)
 
 
-def _group_graph(groups_component: np.ndarray, groups_task: list[frozenset[int]],
-                 active: np.ndarray) -> nx.Graph:
-    """Omega at the level of groups: different dependency components, a shared task component."""
+def _group_components(
+    component: np.ndarray, groups_task: list[frozenset[int]], active: np.ndarray
+) -> list[tuple[list[int], bool, tuple[list[int], list[int]] | None]]:
+    """Components of the group graph (Omega between groups): (groups, bipartite, sides).
+
+    Groups of one dependency component never pair; two groups pair iff their dependency
+    components differ and their task sets meet. With one task set for all (single task) the
+    graph is complete multipartite over the active components, solved in closed form.
+    """
+    idx = [int(i) for i in np.flatnonzero(active)]
+    if len({groups_task[i] for i in idx}) <= 1:
+        parts: dict[int, list[int]] = {}
+        for i in idx:
+            parts.setdefault(int(component[i]), []).append(i)
+        if len(parts) >= 3:
+            return [(idx, False, None)]
+        if len(parts) == 2:
+            side_a, side_b = parts.values()
+            return [(idx, True, (side_a, side_b))]
+        return [([i], True, None) for i in idx]
     g = nx.Graph()
-    idx = np.flatnonzero(active)
-    g.add_nodes_from(int(i) for i in idx)
+    g.add_nodes_from(idx)
     for a, b in itertools.combinations(idx, 2):
-        if groups_component[a] != groups_component[b] and groups_task[a] & groups_task[b]:
-            g.add_edge(int(a), int(b))
-    return g
+        if component[a] != component[b] and groups_task[a] & groups_task[b]:
+            g.add_edge(a, b)
+    out: list[tuple[list[int], bool, tuple[list[int], list[int]] | None]] = []
+    for comp in nx.connected_components(g):
+        sub = g.subgraph(comp)
+        if sub.number_of_edges() == 0:
+            out.append((sorted(comp), True, None))
+        elif nx.is_bipartite(sub):
+            left, right = nx.bipartite.sets(sub)
+            out.append((sorted(comp), True, (sorted(left), sorted(right))))
+        else:
+            out.append((sorted(comp), False, None))
+    return out
 
 
 def _structure_report(
@@ -175,7 +222,7 @@ def _structure_report(
     n_groups = coding.n_groups
     tasks = groups_task or [frozenset({0})] * n_groups
     active = n_ind > 0
-    gg = _group_graph(coding.component, tasks, active)
+    isolated: list[int] = []
     deficiency = 0
     bad_groups: set[int] = set()
     problems: list[str] = []
@@ -184,25 +231,17 @@ def _structure_report(
     comp_sources: dict[int, list[Hashable]] = {
         int(c): [names[s] for s in range(m) if coding.component[s] == c]
         for c in np.unique(coding.component[:m])}
-    for comp in nx.connected_components(gg):
-        sub = gg.subgraph(comp)
+    for comp, bipartite, sides in _group_components(coding.component, tasks, active):
         srcs = sorted({s for g in comp for s in coding.groups[g]})
-        if len(comp) == 1 and sub.number_of_edges() == 0:
+        if len(comp) == 1 and bipartite and sides is None:
             (g,) = comp
             deficiency += int(n_ind[g])
             bad_groups.add(g)
-            others = comp_sources[int(coding.component[g])]
-            if len(others) > 1:
-                problems.append(f"{label(g)} has no Omega partner: every other source that votes"
-                                f" on its task is dependent on it through the dependency "
-                                f"component {others}")
-            else:
-                problems.append(f"{label(g)} has no Omega partner: no other source votes on "
-                                "its task")
-        elif nx.is_bipartite(sub):
+            isolated.append(g)
+        elif bipartite and sides is not None:
             deficiency += 1
             bad_groups.update(comp)
-            left, right = nx.bipartite.sets(sub)
+            left, right = sides
             side = sorted({names[s] for g in left for s in coding.groups[g]}, key=str)
             other = sorted({names[s] for g in right for s in coding.groups[g]}, key=str)
             problems.append(f"sources {side} and {other} only inform each other (two sides of "
@@ -217,6 +256,17 @@ def _structure_report(
             signs.append(f"sources {[names[s] for s in srcs]}: one sign/class naming for the "
                          "whole component, fixed by assuming the sources are better than random "
                          f"on average (the assignment step); {why}")
+    for c in sorted({int(coding.component[g]) for g in isolated}):
+        members = [g for g in isolated if coding.component[g] == c]
+        others = comp_sources[c]
+        what = ", ".join(label(g) for g in members[:8]) + (
+            f" and {len(members) - 8} more" if len(members) > 8 else "")
+        if len(others) > 1:
+            problems.append(f"{what}: no Omega partner — every other source that votes on the "
+                            "same task is dependent on them through the dependency component "
+                            f"{others[:20]}")
+        else:
+            problems.append(f"{what}: no Omega partner — no other source votes on the same task")
     bad_sources = sorted({s for g in bad_groups for s in coding.groups[g]})
     graph = coding.graph
     bad_edges = sorted({(min(int(u), int(v)), max(int(u), int(v))) for u, v in graph.edges
@@ -291,9 +341,8 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     # Omega pairs that actually co-occur
     omega = coding.omega(emitted)
     observed = omega & (second > 0)
-    ii, jj = np.nonzero(np.triu(observed, 1))
     d = emitted.size
-    rank = omega_incidence_rank(d, list(zip(ii.tolist(), jj.tolist(), strict=True)))
+    rank = d - bipartite_deficiency(observed)
     report.data_identifiable = rank == d
     grp = coding.indicator_group(emitted)
     partners = observed.any(axis=1)
@@ -308,7 +357,16 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     if rank < d and not lonely:
         report.data_warnings.append(f"the observed overlaps leave rank(M_Omega) = {rank} of {d}: "
                                     "some groups of sources only overlap with one other group")
-    eig = np.linalg.eigvalsh(second)
+    if d > MAX_CONDITION_DIM or stats.n_rows <= d:
+        # too large to factor cheaply, or fewer rows than indicators (singular by construction)
+        return
+    # a source that never abstains has indicators summing to 1 on every row: drop one of them
+    # (a structural, harmless singularity) before measuring the conditioning
+    keep = np.ones(d, dtype=bool)
+    totals = np.bincount(grp, weights=stats.counts[emitted], minlength=coding.n_groups)
+    for full in np.flatnonzero(totals == stats.n_rows):
+        keep[np.flatnonzero(grp == full)[-1]] = False
+    eig = np.linalg.eigvalsh(second[np.ix_(keep, keep)])
     cond = float(eig[-1] / max(eig[0], 1e-300)) if eig[0] > 0 else float("inf")
     report.condition_number = cond
     report.well_conditioned = cond < MAX_CONDITION
@@ -329,9 +387,7 @@ def check_coding(coding: SourceCoding, stats: SourceStatistics | None = None,
     m = coding.n_sources
     names: list[Hashable] = list(source_names) if source_names is not None else list(range(m))
     if stats is None:
-        k = coding.cardinality
-        n_ind = np.array([k] * m + [_clique_indicator_count([k] * len(c))
-                                    for c in coding.cliques], dtype=np.int64)
+        n_ind = coding.n_emittable()
     else:
         emitted = stats.emitted()
         n_ind = np.bincount(coding.indicator_group(emitted), minlength=coding.n_groups)
@@ -430,7 +486,8 @@ def check_identifiability(
     if len(coverage) != m:
         raise ConfigError(f"coverage has {len(coverage)} entries; expected one per source ({m})")
     t = len(cards)
-    graph = getattr(task_graph, "graph", task_graph)
+    graph = task_graph if isinstance(task_graph, nx.Graph) or task_graph is None \
+        else getattr(task_graph, "graph", task_graph)
     tg = nx.Graph()
     tg.add_nodes_from(range(t))
     if graph is not None:
@@ -454,8 +511,11 @@ def check_identifiability(
     coding = SourceCoding.from_dependencies(m, 2, dependencies, source_names)
     groups_task = src_tasks + [frozenset().union(*(src_tasks[s] for s in c))
                                for c in coding.cliques]
+    # a clique's joint values with >= 2 voters, minus those inside its separator (the parent's)
     n_ind = np.array(sizes + [_clique_indicator_count([sizes[s] for s in c])
-                              for c in coding.cliques], dtype=np.int64)
+                              - _clique_indicator_count([sizes[s] for s in sep])
+                              for c, sep in zip(coding.cliques, coding.separator, strict=True)],
+                     dtype=np.int64)
     report = _structure_report(coding, n_ind, names, groups_task)
     report.scope = ("multi-task: Omega = indicator pairs from different dependency components "
                     "whose coverage sets meet a common connected component of the task graph; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -22,6 +22,7 @@ from metal.label_model.base import (
     check_class_balance,
 )
 from metal.label_model.coding import SourceCoding
+from metal.label_model.dependencies import refine_by_components
 from metal.label_model.estimation import METHODS, MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.statistics import SourceStatistics
@@ -41,7 +42,7 @@ class FitInfo:
     n_rows: int
     n_indicators: int
     permutation: list[int]
-    class_balance_source: str  # "given", "Y_dev" or "estimated"
+    class_balance_source: str  # "given", "Y_dev", "uniform" or "estimated"
 
 
 class LabelModel(BaseLabelModel):
@@ -60,10 +61,14 @@ class LabelModel(BaseLabelModel):
     method
         ``"moments"``: masked least squares on the observed moments. ``"inverse"``: the paper's
         Algorithm 1 (complete the inverse second-moment matrix, then factor it).
+    parameterization
+        ``"full"``: a free ``P(lambda_i = v | y)`` for every value and class. ``"tied"``: two
+        per emitted value, ``P(v | y = v)`` and one shared ``P(v | y != v)`` (the paper's
+        simplified class-conditional model), far better conditioned for sparse unipolar sources.
     model_abstains
         If True, an abstention is evidence: the posterior includes ``P(abstain | y)``, so a
-        unipolar source's silence counts. If False, only votes count and each vote enters as
-        ``P(lambda_i = v | y, lambda_i voted)``.
+        unipolar source's silence counts. If False, abstentions are ignored and each vote
+        enters as ``P(lambda_i = v | y)`` (Snorkel's posterior).
     dependencies
         Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
         source indices, or names from ``source_names``). The graph is triangulated; each
@@ -113,13 +118,14 @@ class LabelModel(BaseLabelModel):
         cardinality: int = 2,
         *,
         method: str = "moments",
-        model_abstains: bool = True,
+        parameterization: str = "tied",
+        model_abstains: bool = False,
         dependencies: nx.Graph | None = None,
         source_names: Sequence[Hashable] | None = None,
         prob_floor: float = 1e-3,
         max_iter: int = 500,
         tol: float = 1e-10,
-        l2: float = 0.0,
+        l2: float = 0.1,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         device: str = "cpu",
         seed: int = 0,
@@ -128,6 +134,7 @@ class LabelModel(BaseLabelModel):
     ) -> None:
         self.cardinality = cardinality
         self.method = method
+        self.parameterization = parameterization
         self.model_abstains = model_abstains
         self.dependencies = dependencies
         self.source_names = source_names
@@ -146,6 +153,9 @@ class LabelModel(BaseLabelModel):
         k = check_cardinality(self.cardinality)
         if self.method not in METHODS:
             raise ConfigError(f"method={self.method!r} is not known; expected one of {METHODS}")
+        if self.parameterization not in ("full", "tied"):
+            raise ConfigError(f"parameterization={self.parameterization!r} is not known; "
+                              "expected 'full' or 'tied'")
         if not 0.0 <= float(self.prob_floor) < 0.5:
             raise ConfigError(f"prob_floor={self.prob_floor} must be in [0, 0.5)")
         for name in ("max_iter", "chunk_rows"):
@@ -170,10 +180,13 @@ class LabelModel(BaseLabelModel):
         L
             ``(n, m)`` label matrix, dense or sparse (-1 abstain, classes ``0..k-1``).
         class_balance
-            ``(k,)`` prior ``P(Y)``, if known.
+            ``(k,)`` prior ``P(Y)`` if known; ``"estimate"`` to estimate it jointly from ``L``
+            (no labels); ``"uniform"``. Default (``None``): from ``Y_dev`` if given, else
+            uniform, which is the most robust choice on the WRENCH benchmarks (the unlabeled
+            estimate is only weakly identified when sources are sparse and correlated; see
+            benchmarks/RESULTS.md).
         Y_dev
             Gold labels of a small labeled set, used only to estimate the class balance.
-            Without ``class_balance`` and ``Y_dev``, the balance is estimated from ``L``.
 
         Returns
         -------
@@ -192,14 +205,7 @@ class LabelModel(BaseLabelModel):
         if lm.n_votes == 0:
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
-        if class_balance is not None and Y_dev is not None:
-            raise ConfigError("pass class_balance or Y_dev, not both")
-        if class_balance is not None:
-            p, p_source = check_class_balance(class_balance, k), "given"
-        elif Y_dev is not None:
-            p, p_source = balance_from_gold(Y_dev, k), "Y_dev"
-        else:
-            p, p_source = None, "estimated"
+        p, p_source = resolve_class_balance(class_balance, Y_dev, k)
         coding = SourceCoding.from_dependencies(lm.n_sources, k, self.dependencies,
                                                 self.source_names)
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
@@ -232,8 +238,8 @@ class LabelModel(BaseLabelModel):
         if not np.array_equal(coding.n_values, stats.n_values):
             raise ConfigError(f"statistics were gathered for {stats.n_values.tolist()} values "
                               f"per source; this model has cardinality {k}")
-        p = None if class_balance is None else check_class_balance(class_balance, k)
-        return self._fit_statistics(stats, coding, p, "estimated" if p is None else "given")
+        p, p_source = resolve_class_balance(class_balance, None, k)
+        return self._fit_statistics(stats, coding, p, p_source)
 
     def _fit_statistics(self, stats: SourceStatistics, coding: SourceCoding,
                         p: np.ndarray | None, p_source: str) -> LabelModel:
@@ -248,15 +254,40 @@ class LabelModel(BaseLabelModel):
                           "ignored (remove them, or check that they were applied correctly)",
                           MetalWarning, stacklevel=3)
         means, second = stats.moments(emitted)
-        problem = MomentProblem(second=second, means=means, groups=group_of_ind,
-                                n_groups=coding.n_groups, agreement=coding.agreement(emitted),
-                                omega_mask=None if coding.all_singletons else coding.omega(emitted))
-        result = fit_moments(problem, k, class_balance=p, method=self.method,
-                             max_iter=int(self.max_iter), tol=float(self.tol), l2=float(self.l2),
-                             device=self.device, seed=int(self.seed))
+        # with dependencies: singletons first (Omega = pairs from different dependency
+        # components), then the clique indicators by least squares given the singletons
+        fit_idx = np.flatnonzero(group_of_ind < coding.n_sources)
+        problem = MomentProblem(second=second[np.ix_(fit_idx, fit_idx)], means=means[fit_idx],
+                                groups=group_of_ind[fit_idx], n_groups=coding.n_sources,
+                                agreement=coding.agreement(emitted[fit_idx]))
+        fit_kw = dict(class_balance=p, method=self.method, max_iter=int(self.max_iter),
+                      tol=float(self.tol), l2=float(self.l2),
+                      tied=self.parameterization == "tied", device=self.device,
+                      seed=int(self.seed))
+        result = fit_moments(problem, k, **fit_kw)  # type: ignore[arg-type]
+        if not coding.all_singletons:
+            # the independent fit is a warm start; the masked fit converges slowly along the
+            # directions only cross-component pairs pin down, so finish with exact block solves
+            masked = replace(problem, omega_mask=coding.omega(emitted[fit_idx]))
+            result = fit_moments(masked, k, init_mu=result.mu, **fit_kw)  # type: ignore[arg-type]
+            src = group_of_ind[fit_idx]
+            if self.parameterization == "full":  # block solves do not keep parameters tied
+                result.mu, result.class_balance = refine_by_components(
+                    masked.second, masked.means, src, coding.component[src], result.mu,
+                    result.class_balance, fix_balance=p is not None)
+            tot = np.zeros((coding.n_sources, k))
+            np.add.at(tot, src, result.mu)
+            result.abstain = np.clip(1.0 - tot, 0.0, 1.0)
         indicator_probs = np.zeros((coding.n_indicators, k))
-        indicator_probs[emitted] = result.mu
-        self._set_fitted(coding, indicator_probs, result.abstain, result.class_balance, emitted)
+        indicator_probs[emitted[fit_idx]] = result.mu
+        abstain = result.abstain
+        if not coding.all_singletons:
+            clique_idx = np.flatnonzero(group_of_ind >= coding.n_sources)
+            mu_c, abstain_c = coding.fit_cliques(emitted, means, second, result.mu,
+                                                 result.class_balance)
+            indicator_probs[emitted[clique_idx]] = mu_c
+            abstain = np.vstack([result.abstain, abstain_c])
+        self._set_fitted(coding, indicator_probs, abstain, result.class_balance, emitted)
         self.statistics_ = stats
         self.fit_info_ = FitInfo(loss=result.loss, n_iter=result.n_iter, n_rows=stats.n_rows,
                                  n_indicators=int(emitted.size),
@@ -308,8 +339,7 @@ class LabelModel(BaseLabelModel):
             table = np.log(mu) - np.log(abst)[group]
             base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
         else:
-            voted = np.clip(1.0 - self.abstain_probs_, 1e-12, None)
-            table = np.log(mu) - np.log(voted)[group]
+            table = np.log(mu)
             base = np.log(self.class_balance_)
         unseen = np.ones(coding.n_indicators, dtype=bool)
         unseen[self.emitted_] = False
@@ -372,6 +402,7 @@ class LabelModel(BaseLabelModel):
         self._check_fitted()
         params = {
             "cardinality": int(self.cardinality), "method": self.method,
+            "parameterization": self.parameterization,
             "model_abstains": bool(self.model_abstains), "prob_floor": float(self.prob_floor),
             "max_iter": int(self.max_iter), "tol": float(self.tol), "l2": float(self.l2),
             "chunk_rows": int(self.chunk_rows), "device": str(self.device),
@@ -405,6 +436,22 @@ class LabelModel(BaseLabelModel):
         model._set_fitted(coding, arrays["indicator_probs"], arrays["abstain_probs"],
                           arrays["class_balance"], arrays["emitted"])
         return model
+
+
+def resolve_class_balance(class_balance: Any, Y_dev: Any, k: int) -> tuple[np.ndarray | None, str]:
+    """The prior to fit with (``None`` = estimate it) and where it came from."""
+    if class_balance is not None and Y_dev is not None:
+        raise ConfigError("pass class_balance or Y_dev, not both")
+    if Y_dev is not None:
+        return balance_from_gold(Y_dev, k), "Y_dev"
+    if class_balance is None or (isinstance(class_balance, str) and class_balance == "uniform"):
+        return np.full(k, 1.0 / k), "uniform"
+    if isinstance(class_balance, str):
+        if class_balance == "estimate":
+            return None, "estimated"
+        raise ConfigError(f"class_balance={class_balance!r} is not known; expected an array of "
+                          "k probabilities, 'uniform' or 'estimate'")
+    return check_class_balance(class_balance, k), "given"
 
 
 def label_statistics(L: LabelInput, cardinality: int,

@@ -54,7 +54,7 @@ from metal.tasks.graph import TaskGraph, task_graph_from_dict
 
 MAX_SOURCE_CODES = 1_000_000
 _CHUNK_CELLS = 8_000_000  # bound on rows * sources * tasks held at once for dense input
-TIES = ("none", "coverage")
+TIES = ("none", "coverage", "agreement", "linear")
 
 
 # ---------------------------------------------------------------------------- input
@@ -332,6 +332,24 @@ def coverage_projection(sources: np.ndarray, coverage: np.ndarray,
     return out
 
 
+def agreement_projection(agreement: np.ndarray) -> np.ndarray:
+    """``(d, K)`` index of each feasible vector's agreement level with each indicator.
+
+    Tying the parameters of feasible vectors with the same agreement is the MeTaL paper's
+    simplified class-conditional model: a source's vote has one probability under the truths
+    it matches, and errs uniformly over the truths it contradicts (with one level per partial
+    match, e.g. right coarse type but wrong fine type).
+    """
+    levels = np.round(agreement * 1e6).astype(np.int64)
+    order = np.sort(levels, axis=1)
+    first = np.concatenate([np.ones((levels.shape[0], 1), bool), order[:, 1:] != order[:, :-1]],
+                           axis=1)
+    rank = np.cumsum(first, axis=1) - 1
+    # rank of each entry = rank of its value in the sorted row
+    pos = np.argsort(np.argsort(levels, axis=1, kind="stable"), axis=1, kind="stable")
+    return np.take_along_axis(rank, pos, axis=1)
+
+
 def fit_moments_tied(problem: MomentProblem, K: int, projection: np.ndarray, *,
                      class_balance: np.ndarray | None, max_iter: int, tol: float, l2: float,
                      device: str, init_mu: np.ndarray | None = None) -> MomentFit:
@@ -440,9 +458,13 @@ class MultiTaskLabelModel:
     tie
         ``"none"``: a free probability for every (source, code, feasible vector).
         ``"coverage"``: a source's behaviour depends on the truth only through the tasks it
-        covers (feasible vectors with the same values there share parameters): far fewer
-        parameters when the feasible set is large and sources label one level. Only with
-        ``method="moments"``. With one task both are the same model.
+        covers (feasible vectors with the same values there share parameters); with one task
+        this is the same model as ``"none"``. ``"agreement"``: the paper's simplified
+        class-conditional model, one parameter per (code, level of agreement with the
+        truth), far fewer parameters when the feasible set is large. These two need
+        ``method="moments"``. ``"linear"``: two parameters per code, the logit linear in the
+        agreement with the truth and increasing (``fit_moments(..., tied=True)``); with one
+        task it is ``LabelModel(parameterization="tied")``.
     model_abstains
         If True an abstention is evidence (``P(abstain | y)`` enters the posterior), so the
         silence of a unipolar source counts.
@@ -470,6 +492,7 @@ class MultiTaskLabelModel:
     --------
     >>> from metal.tasks import TaskHierarchy
     >>> from metal.data.synthetic_hierarchy import make_hierarchical_synthetic
+    >>> from metal.label_model.multitask import MultiTaskLabelModel
     >>> h = TaskHierarchy({"type": 2, "person": 3, "org": 3},
     ...                   parents={"person": ("type", 0), "org": ("type", 1)})
     >>> data = make_hierarchical_synthetic(2000, h, seed=0)
@@ -514,8 +537,8 @@ class MultiTaskLabelModel:
             raise ConfigError(f"method={self.method!r} is not known; expected one of {METHODS}")
         if self.tie not in TIES:
             raise ConfigError(f"tie={self.tie!r} is not known; expected one of {TIES}")
-        if self.tie == "coverage" and self.method != "moments":
-            raise ConfigError("tie='coverage' is implemented for method='moments' only; use "
+        if self.tie in ("coverage", "agreement") and self.method != "moments":
+            raise ConfigError(f"tie={self.tie!r} is implemented for method='moments' only; use "
                               "method='moments' or tie='none'")
         if not 0.0 <= float(self.prob_floor) < 0.5:
             raise ConfigError(f"prob_floor={self.prob_floor} must be in [0, 0.5)")
@@ -617,9 +640,16 @@ class MultiTaskLabelModel:
         agreement = vote_agreement(complete_votes(V, g.feasible), g.feasible)
         problem = MomentProblem(second=second, means=means, groups=src,
                                 n_groups=coding.n_sources, agreement=agreement)
-        if self.tie == "coverage":
+        if self.tie == "linear":
+            result = fit_moments(problem, K, class_balance=p, method=self.method,
+                                 max_iter=int(self.max_iter), tol=float(self.tol),
+                                 l2=float(self.l2), tied=True, device=self.device,
+                                 seed=int(self.seed))
+        elif self.tie != "none":
+            projection = (coverage_projection(src, coding.coverage, g.feasible)
+                          if self.tie == "coverage" else agreement_projection(agreement))
             result = fit_moments_tied(
-                problem, K, coverage_projection(src, coding.coverage, g.feasible),
+                problem, K, projection,
                 class_balance=p, max_iter=int(self.max_iter), tol=float(self.tol),
                 l2=float(self.l2), device=self.device)
         else:

@@ -46,6 +46,7 @@ class _Counts:
         self.n_rows, self.m = lm.n_rows, lm.n_sources
         k = max(lm.max_label + 1, 1)
         if Y is not None:
+            Y = np.asarray(Y)
             Y = check_gold(Y, lm.n_rows, cardinality=max(k, int(np.max(Y, initial=-1)) + 1))
         self.emits = np.zeros((self.m, k), dtype=bool)
         self.votes = np.zeros(self.m, dtype=np.int64)

@@ -247,14 +247,17 @@ class LFApplier:
         faults = {lf.name: 0 for lf in self.lfs}
         first: dict[str, str] = {}
         n_rows = 0
+        first_block = next(blocks, None)
+        if total is None and first_block is not None:
+            total = first_block.hint
         bar = tqdm(total=total, disable=not self.progress, unit="rows", desc="labeling")
         try:
-            for block in blocks:
-                if bar.total is None and block.hint is not None:
-                    bar.total = block.hint
+            block = first_block
+            while block is not None:
                 self._label_block(block, where, ks, votes, faults, first)
                 n_rows = block.start + len(block.records)
                 bar.update(len(block.records))
+                block = next(blocks, None)
         finally:
             bar.close()
         return votes, n_rows, faults, first
@@ -263,16 +266,17 @@ class LFApplier:
                      ks: list[int | None], votes: list[_Votes], faults: dict[str, int],
                      first: dict[str, str]) -> None:
         lfs = self.lfs
+        lf_ks = [[ks[t] for t, _ in slots] for slots in where]
         # Loop over rows is inherent: each source is arbitrary Python code on one data point.
         for offset, record in enumerate(block.records):
             i = block.start + offset
             row = record if isinstance(record, Row) else Row(record)
             cache: dict[tuple[int, ...], Any] = {}
-            for lf, slots in zip(lfs, where, strict=True):
+            for lf, slots, slot_ks in zip(lfs, where, lf_ks, strict=True):
                 try:
                     x = _preprocessed(lf, row, cache)
                     out = lf.label(x)
-                    labels = _normalise(lf, out, [ks[t] for t, _ in slots])
+                    labels = _normalise(lf, out, slot_ks)
                 except Exception as exc:  # noqa: BLE001 - re-raised or counted, never dropped
                     where_txt = _row_text(i, block, offset)
                     if not self.fault_tolerant:

@@ -68,7 +68,7 @@ def plot_coverage_accuracy(summary: pd.DataFrame,
         ax2.set_xlim(0, 1)
         ax2.set_xlabel("accuracy of the source's votes")
         ax2.set_title("Accuracy")
-        ax2.legend(loc="lower right", fontsize="small")
+        ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small")
         ax2.tick_params(labelleft=False)
     return _finish(fig, path)
 

@@ -54,7 +54,8 @@ def _check_tasks(tasks: Any) -> tuple[list[str], list[int]]:
 
 def _check_value_names(value_names: Any, names: list[str], cards: list[int],
                        defaults: dict[str, list[str]]) -> dict[str, list[str]]:
-    out = {n: list(defaults.get(n, [str(v) for v in range(k)])) for n, k in zip(names, cards)}
+    out = {n: list(defaults.get(n, [str(v) for v in range(k)]))
+           for n, k in zip(names, cards, strict=True)}
     if value_names is None:
         return out
     if not isinstance(value_names, Mapping):
@@ -185,7 +186,7 @@ class TaskGraph:
             what = "candidate vectors to test with constraint" if constraint is not None \
                 else "feasible vectors (no constraint: every combination)"
             raise TaskGraphError(
-                f"the tasks {dict(zip(self.task_names, self.cardinalities))} span {total} "
+                f"the tasks {self.tasks} span {total} "
                 f"{what}; the limit is {limit}. Give the feasible set explicitly "
                 "(feasible=...), use a TaskHierarchy (enumerated top-down), or raise the limit"
             )
@@ -222,6 +223,11 @@ class TaskGraph:
         self._graph: nx.Graph | None = None
 
     # ------------------------------------------------------------------ basic properties
+    @property
+    def tasks(self) -> dict[str, int]:
+        """``{task_name: cardinality}`` in task order."""
+        return dict(zip(self.task_names, self.cardinalities, strict=True))
+
     @property
     def n_tasks(self) -> int:
         """Number of tasks ``t``."""
@@ -270,7 +276,7 @@ class TaskGraph:
         return Y.astype(np.int64, copy=False)
 
     def _in_range(self, Y: np.ndarray) -> np.ndarray:
-        return ((Y >= 0) & (Y < self._card[None, :])).all(axis=1)
+        return np.all((Y >= 0) & (Y < self._card[None, :]), axis=1)
 
     def _lookup(self, Y: np.ndarray) -> np.ndarray:
         """Joint index of each row of ``Y`` (in range), or -1 where it is not feasible."""
@@ -296,7 +302,8 @@ class TaskGraph:
 
     def is_feasible(self, Y: Any) -> np.ndarray:
         """``(n,)`` bool: whether each row of ``Y`` (``(n, t)``) is a feasible label vector."""
-        return self._lookup(self._as_vectors(Y, "Y")) >= 0
+        found: np.ndarray = self._lookup(self._as_vectors(Y, "Y")) >= 0
+        return found
 
     def to_joint(self, Y: Any) -> np.ndarray:
         """Joint index (row of :attr:`feasible`) of each label vector.
@@ -332,14 +339,15 @@ class TaskGraph:
         if idx.dtype.kind not in "iu":
             raise TaskGraphError(f"joint indices have dtype {idx.dtype}; expected ints")
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_feasible):
-            raise TaskGraphError(f"joint index {int(idx.max() if idx.max() >= self.n_feasible else idx.min())} "
-                                 f"is out of range; expected 0..{self.n_feasible - 1}")
+            worst = int(idx.max() if idx.max() >= self.n_feasible else idx.min())
+            raise TaskGraphError(f"joint index {worst} is out of range; expected "
+                                 f"0..{self.n_feasible - 1}")
         return self.feasible[idx]
 
     def explain_infeasible(self, y: Any) -> str:
         """Why one label vector is not feasible, naming the task(s) and value(s) at fault."""
         y = np.asarray(y, dtype=np.int64).ravel()
-        for s, (name, k) in enumerate(zip(self.task_names, self.cardinalities)):
+        for s, (name, k) in enumerate(zip(self.task_names, self.cardinalities, strict=True)):
             if not 0 <= y[s] < k:
                 return f"task {name!r} has the value {int(y[s])}; expected 0..{k - 1}"
         if self._lookup(y.reshape(1, -1))[0] >= 0:
@@ -364,7 +372,7 @@ class TaskGraph:
         values is constrained (not every combination of their feasible values occurs)."""
         if self._graph is None:
             g = nx.Graph()
-            for s, (name, k) in enumerate(zip(self.task_names, self.cardinalities)):
+            for s, (name, k) in enumerate(zip(self.task_names, self.cardinalities, strict=True)):
                 g.add_node(name, index=s, cardinality=k)
             F = self.feasible
             for i, j in itertools.combinations(range(self.n_tasks), 2):
@@ -389,7 +397,7 @@ class TaskGraph:
 
     def _describe_tasks(self) -> list[str]:
         lines = [f"  {s}: {name} ({k}): {', '.join(self.value_names[name])}"
-                 for s, (name, k) in enumerate(zip(self.task_names, self.cardinalities))]
+                 for s, (name, k) in enumerate(self.tasks.items())]
         if self.constraint is not None:
             fn = getattr(self.constraint, "__name__", type(self.constraint).__name__)
             lines.append(f"constraint: {fn}")
@@ -398,7 +406,7 @@ class TaskGraph:
         return lines
 
     def __repr__(self) -> str:
-        tasks = ", ".join(f"{n!r}: {k}" for n, k in zip(self.task_names, self.cardinalities))
+        tasks = ", ".join(f"{n!r}: {k}" for n, k in self.tasks.items())
         return f"{type(self).__name__}({{{tasks}}}, n_feasible={self.n_feasible})"
 
     def _layout(self) -> dict[str, tuple[float, float]]:
@@ -442,7 +450,7 @@ class TaskGraph:
         A ``constraint`` callable cannot be stored; its feasible set is stored instead.
         """
         return {"kind": "TaskGraph",
-                "tasks": dict(zip(self.task_names, self.cardinalities)),
+                "tasks": dict(zip(self.task_names, self.cardinalities, strict=True)),
                 "feasible": self.feasible.tolist(),
                 "value_names": self.value_names}
 

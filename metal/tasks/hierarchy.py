@@ -97,7 +97,7 @@ class TaskHierarchy(TaskGraph):
                 "{child: (parent, value)} or {child: (parent, [parent value of each child value])}"
             )
         index = {n: i for i, n in enumerate(names)}
-        card = dict(zip(names, cards))
+        card = dict(zip(names, cards, strict=True))
         self.parents: dict[str, tuple[str, int | tuple[int, ...]]] = {}
         self.allowed: dict[str, np.ndarray] = {}
         self.na_value: dict[str, int] = {}
@@ -327,7 +327,7 @@ class TaskHierarchy(TaskGraph):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "kind": "TaskHierarchy",
-            "tasks": dict(zip(self.task_names, self.cardinalities)),
+            "tasks": dict(zip(self.task_names, self.cardinalities, strict=True)),
             "parents": {c: [p, m if isinstance(m, int) else list(m)]
                         for c, (p, m) in self.parents.items()},
             "value_names": self.value_names,
