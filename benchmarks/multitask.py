@@ -139,10 +139,11 @@ def run_hierarchy(ds: HierarchicalDataset, implied: HierarchicalDataset) -> list
     rows: list[list[object]] = []
     makers: dict[str, Callable[[], Any]] = {
         MODELS[0]: lambda: HierarchicalMajorityVoter(h, seed=SEED),
-        MODELS[1]: lambda: SeparateTaskLabelModels(h, seed=SEED),
-        MODELS[2]: lambda: SeparateTaskLabelModels(h, seed=SEED),
-        MODELS[3]: lambda: MultiTaskLabelModel(h, tie="coverage", seed=SEED),
-        MODELS[4]: lambda: MultiTaskLabelModel(h, tie="none", seed=SEED),
+        MODELS[1]: lambda: SeparateTaskLabelModels(h, seed=SEED, model_abstains=True),
+        MODELS[2]: lambda: SeparateTaskLabelModels(h, seed=SEED, model_abstains=True),
+        MODELS[3]: lambda: MultiTaskLabelModel(h, tie="coverage", model_abstains=True,
+                                               seed=SEED),
+        MODELS[4]: lambda: MultiTaskLabelModel(h, tie="none", model_abstains=True, seed=SEED),
     }
     for label, make in makers.items():
         data = implied if label == MODELS[2] else ds
@@ -194,6 +195,42 @@ def margins(rows: list[list[object]], name: str, balance: str) -> str:
     return (f"{name}, P(Y) from {balance}: fine accuracy best joint {joint:.3f}, best separate "
             f"{sep:.3f}, MV {mv:.3f} (joint - separate {joint - sep:+.3f}, separate - MV "
             f"{sep - mv:+.3f}): joint > separate > MV {'holds' if holds else 'does not hold'}")
+
+
+def interpretation(rows: list[list[object]], names: list[str]) -> list[str]:
+    """Why the direction holds or not, with the numbers of this run."""
+    def get(name: str, model: str, bal: str, col: int) -> float:
+        for r in rows:
+            if r[0] == name and r[1] == model and r[2] == bal:
+                return float(r[col])  # type: ignore[arg-type]
+        return float("nan")
+
+    dev = f"{N_DEV} labels"
+    lines = []
+    for name in names:
+        if name == "synthetic":
+            continue
+        jv, jd = get(name, MODELS[3], "votes", 4), get(name, MODELS[3], dev, 4)
+        so, sf = get(name, MODELS[1], "votes", 4), get(name, MODELS[1], "votes", 7)
+        lines.append(
+            f"{name}: joint (tie=coverage) fine accuracy {jv:.3f} with P(Y) estimated from the "
+            f"votes, {jd:.3f} with P(Y) from {N_DEV} labels; separate per-task LMs {so:.3f} "
+            f"(abstains modelled) / {sf:.3f} (abstains off).")
+    lines.append(
+        "Why the real hierarchies break the paper's direction: every real source is unipolar "
+        "and sparse. The joint model gives each (source, vote, feasible vector) its own "
+        "probability (tie=none), or ties only vectors that agree on the source's tasks "
+        "(tie=coverage), which for a fine-level unipolar source still leaves one free "
+        "probability per fine class; together with a free prior over all feasible vectors, "
+        "second moments of rare co-firings do not pin these down, and the estimated class "
+        "balance is far off (fixing P(Y) from a few labels recovers part of the gap). The "
+        "single-task LabelModel uses the paper's tied class-conditional parameterization "
+        "(P(v | y = v) and one shared P(v | y != v) per emitted value), which is what keeps the "
+        "separate models near MV; the joint model has no such option yet. The sources also "
+        "violate conditional independence (WRENCH LFs share question-word patterns, keyword "
+        "lists overlap), which no model here accounts for. On the synthetic hierarchy, whose "
+        "sources follow the model, the joint model is ahead of both baselines.")
+    return lines
 
 
 def main() -> None:
@@ -278,6 +315,7 @@ def main() -> None:
         table,
         "",
         *[f"- {v}" for v in verdicts],
+        *[f"- {v}" for v in interpretation(rows, [ds.name for ds, _ in datasets])],
     ])
     write_section("multitask", md)
 

@@ -21,12 +21,20 @@ from metal.label_model import (
     SourceStatistics,
     label_statistics,
 )
+from metal.label_model.hierarchical import HierarchicalMajorityVoter, SeparateTaskLabelModels
+from metal.label_model.multitask import MultiTaskLabelModel
+from metal.tasks import TaskGraph, TaskHierarchy
 from metal.matrix import ABSTAIN, check_label_matrix, to_dense_labels, to_sparse_labels
 from metal.metrics import probs_to_preds, score_predictions
 
 __all__ = [
     "ABSTAIN",
     "ConfigError",
+    "HierarchicalMajorityVoter",
+    "MultiTaskLabelModel",
+    "SeparateTaskLabelModels",
+    "TaskGraph",
+    "TaskHierarchy",
     "LabelMatrixError",
     "LabelModel",
     "MajorityVoter",

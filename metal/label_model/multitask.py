@@ -580,7 +580,8 @@ class MultiTaskLabelModel:
             ``(n, m, t)`` int array (``-1`` abstains on a task), or ``{task_name: L_t}`` of
             ``(n, m_t)`` dense or sparse matrices (each column a source covering that task).
         class_balance
-            ``(K,)`` prior over the feasible vectors (``task_graph.feasible``), if known.
+            ``(K,)`` prior over the feasible vectors (``task_graph.feasible``), if known;
+            ``"uniform"``; or ``"estimate"`` (the default, ``None``, estimates it).
         Y_dev
             ``(n_dev, t)`` gold label vectors of a small labeled set, used only to estimate the
             prior. Without either, the prior is estimated from ``L``.
@@ -607,6 +608,13 @@ class MultiTaskLabelModel:
         K = g.n_feasible
         if class_balance is not None and Y_dev is not None:
             raise ConfigError("pass class_balance or Y_dev, not both")
+        if isinstance(class_balance, str):
+            if class_balance not in ("uniform", "estimate"):
+                raise ConfigError(f"class_balance={class_balance!r} is not known; expected "
+                                  "an array, 'uniform' or 'estimate'")
+            if Y_dev is not None:
+                raise ConfigError("pass class_balance or Y_dev, not both")
+            class_balance = np.full(K, 1.0 / K) if class_balance == "uniform" else None
         if class_balance is not None:
             p = np.asarray(class_balance, dtype=np.float64)
             if p.shape != (K,) or not np.all(np.isfinite(p)) or (p <= 0).any() \

@@ -106,7 +106,7 @@ def test_clique_indicators_are_minimal():
 
 
 def test_true_graph_beats_independent_model():
-    data = make_dependent_synthetic(n=60_000, m=10, density=0.4, n_independent=4,
+    data = make_dependent_synthetic(n=40_000, m=10, density=0.4, n_independent=4,
                                     strength=STRENGTH, seed=0)
     p = data.class_balance
     kw = {"parameterization": "full", "l2": 0.0, "seed": 0}

@@ -43,7 +43,8 @@ def fig2_model(fig2_data):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("method", ["moments", "inverse"])
 def test_single_task_agrees_with_label_model(method: str) -> None:
     data = make_synthetic(n=2000, m=8, cardinality=3, seed=1)
-    lm = LabelModel(cardinality=3, method=method, max_iter=200, seed=0).fit(data.L)
+    lm = LabelModel(cardinality=3, method=method, max_iter=200, seed=0, parameterization="full",
+                    model_abstains=True, l2=0.0).fit(data.L, class_balance="estimate")
     g = TaskGraph({"y": 3})
     mt = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0)
     mt.fit(data.L[:, :, None])
@@ -62,7 +63,8 @@ def test_single_task_agrees_with_label_model(method: str) -> None:
 
 def test_single_task_linear_tie_agrees_with_tied_label_model() -> None:
     data = make_synthetic(n=2000, m=8, cardinality=3, seed=1)
-    lm = LabelModel(cardinality=3, parameterization="tied", max_iter=200, seed=0).fit(data.L)
+    lm = LabelModel(cardinality=3, parameterization="tied", max_iter=200, seed=0,
+                    model_abstains=True, l2=0.0).fit(data.L, class_balance="estimate")
     mt = MultiTaskLabelModel(TaskGraph({"y": 3}), tie="linear", max_iter=200, seed=0)
     mt.fit(data.L[:, :, None])
     assert np.allclose(mt.predict_proba(data.L[:, :, None])[0], lm.predict_proba(data.L),

@@ -37,7 +37,7 @@ flaky = LabelingFunction("flaky", _flaky)
 def client():  # type: ignore[no-untyped-def]
     # Thread workers keep the default suite fast; the slow test below uses worker processes.
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     c = distributed.Client(cluster)
     yield c
     c.close()
@@ -77,7 +77,7 @@ def test_dask_applier_on_worker_processes() -> None:
     """Sources travel to separate worker processes (pickled) and votes come back."""
     df = pd.DataFrame({"i": np.arange(60)})
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster):
         L = DaskLFApplier([even, div]).apply(dd.from_pandas(df, npartitions=3))
     ref = LFApplier([even, div], progress=False).apply(df)
