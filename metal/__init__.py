@@ -5,6 +5,7 @@ fit a label model without labels, and train end models on its probabilistic labe
 """
 
 from metal._version import __version__
+from metal.data.crowd import crowd_to_label_matrix, load_crowd
 from metal.errors import (
     ConfigError,
     LabelMatrixError,
@@ -21,15 +22,24 @@ from metal.label_model import (
     SourceStatistics,
     label_statistics,
 )
+from metal.label_model.dawid_skene import DawidSkene
 from metal.label_model.hierarchical import HierarchicalMajorityVoter, SeparateTaskLabelModels
 from metal.label_model.multitask import MultiTaskLabelModel
-from metal.tasks import TaskGraph, TaskHierarchy
+from metal.labeling import LabelingFunction, LFApplier, labeling_function, lf_summary
 from metal.matrix import ABSTAIN, check_label_matrix, to_dense_labels, to_sparse_labels
 from metal.metrics import probs_to_preds, score_predictions
+from metal.tasks import TaskGraph, TaskHierarchy
 
 __all__ = [
     "ABSTAIN",
     "ConfigError",
+    "DawidSkene",
+    "LFApplier",
+    "LabelingFunction",
+    "crowd_to_label_matrix",
+    "labeling_function",
+    "lf_summary",
+    "load_crowd",
     "HierarchicalMajorityVoter",
     "MultiTaskLabelModel",
     "SeparateTaskLabelModels",

@@ -69,7 +69,7 @@ class LabelMatrix:
             yield self.votes_in(start, stop)
 
     def votes_in(self, start: int, stop: int) -> VoteChunk:
-        if sp.issparse(self.data):
+        if isinstance(self.data, sp.csr_matrix):
             block = self.data[start:stop].tocoo()
             keep = block.data >= 0
             rows = block.row[keep].astype(np.int64) + start
@@ -192,7 +192,7 @@ def check_label_matrix(
         raise _fail(name, f"contains the label {hi}",
                     f"labels in 0..{cardinality - 1} (cardinality={cardinality})",
                     "Raise cardinality or remap the labels.")
-    if sp.issparse(mat):
+    if isinstance(mat, sp.csr_matrix):
         n_votes = int(mat.nnz)
     else:
         n_votes = int(np.count_nonzero(mat >= 0)) if n_rows * n_cols <= 50_000_000 else -1

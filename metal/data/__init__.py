@@ -1,5 +1,12 @@
 """Data loaders and synthetic generators."""
 
+from metal.data.crowd import (
+    CrowdData,
+    CrowdFormatError,
+    CrowdMatrix,
+    crowd_to_label_matrix,
+    load_crowd,
+)
 from metal.data.synthetic import SyntheticData, make_synthetic
 from metal.data.synthetic_hierarchy import (
     HierarchicalSyntheticData,
@@ -7,5 +14,15 @@ from metal.data.synthetic_hierarchy import (
     make_hierarchical_synthetic,
 )
 
-__all__ = ["HierarchicalSyntheticData", "SourceSpec", "SyntheticData", "make_hierarchical_synthetic",
-           "make_synthetic"]
+__all__ = [
+    "CrowdData",
+    "CrowdFormatError",
+    "CrowdMatrix",
+    "HierarchicalSyntheticData",
+    "SourceSpec",
+    "SyntheticData",
+    "crowd_to_label_matrix",
+    "load_crowd",
+    "make_hierarchical_synthetic",
+    "make_synthetic",
+]

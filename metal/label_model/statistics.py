@@ -39,8 +39,8 @@ class SourceStatistics:
 
     n_values: np.ndarray
     n_rows: int = 0
-    counts: np.ndarray = field(default=None)  # type: ignore[assignment]
-    cooccurrence: sp.csr_matrix = field(default=None)  # type: ignore[assignment]
+    counts: np.ndarray = field(default=None)  # type: ignore[assignment,arg-type]
+    cooccurrence: sp.csr_matrix = field(default=None)  # type: ignore[assignment,arg-type]
 
     def __post_init__(self) -> None:
         self.n_values = np.asarray(self.n_values, dtype=np.int64)

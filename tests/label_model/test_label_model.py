@@ -59,11 +59,11 @@ def test_probabilities_are_normalised_and_finite_with_hundreds_of_sources():
 
 def test_same_seed_same_result_and_no_global_rng_side_effects():
     data = make_synthetic(n=3000, m=8, cardinality=3, seed=5)
-    np.random.seed(123)
-    before = np.random.random()
-    np.random.seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    before = np.random.random()  # noqa: NPY002
+    np.random.seed(123)  # noqa: NPY002
     a = LabelModel(cardinality=3, seed=7).fit(data.L)
-    after = np.random.random()
+    after = np.random.random()  # noqa: NPY002
     b = LabelModel(cardinality=3, seed=7).fit(data.L)
     assert before == after  # fitting did not consume or reseed the global RNG
     np.testing.assert_array_equal(a.predict_proba(data.L), b.predict_proba(data.L))
