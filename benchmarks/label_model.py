@@ -507,10 +507,11 @@ Generated data (`metal.data.make_synthetic`, m={SCALING_M}, k={SCALING_K}, cover
 int8 label matrix (and gold, for the sanity accuracy) from `.npy` files after a warm-up fit on a
 tiny matrix (the first `torch.optim` optimizer in a process imports `torch._dynamo`), resets
 the process's peak-RSS mark to its current RSS (`echo 5 > /proc/self/clear_refs`, so the
-transient peaks of imports and warm-up hide nothing), records `ru_maxrss` (baseline), runs `fit(L)` + `predict_proba(L)` on the same
-rows, and reports the increase of `ru_maxrss`. One thread each; snorkel with `n_epochs=100,
-lr=0.01`. The last column is how far the baseline peak was above the resident memory at that
-moment (a peak reached during imports could hide up to that much of a later increase).
+transient peaks of imports and warm-up hide nothing), records `ru_maxrss` (baseline), runs
+`fit(L)` + `predict_proba(L)` on the same rows, and reports the increase of `ru_maxrss`. One
+thread each; snorkel with `n_epochs=100, lr=0.01`. The last column is how far the baseline peak
+was above the resident memory at that moment (0 when the reset worked; otherwise an earlier
+peak could hide up to that much of a later increase).
 {machine_line()}.
 
 {table}

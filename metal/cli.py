@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -328,11 +327,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         task_graph = nx.Graph()
         task_graph.add_nodes_from(range(len(cards)))
         task_graph.add_edges_from(task_edges)
-        # check_identifiability reads a ``.graph`` attribute first, and nx.Graph's own ``.graph``
-        # is its attribute dict, so hand the graph over wrapped.
         report = check_identifiability(n_sources=m, cardinality=cards, dependencies=graph,
-                                       task_graph=SimpleNamespace(graph=task_graph),
-                                       coverage=coverage)
+                                       task_graph=task_graph, coverage=coverage)
     else:
         report = check_identifiability(n_sources=m, cardinality=k, dependencies=graph, L=L)
     print(report)

@@ -8,6 +8,7 @@ from metal.data.crowd import (
     load_crowd,
 )
 from metal.data.synthetic import SyntheticData, make_synthetic
+from metal.data.synthetic_dependencies import make_dependent_synthetic
 from metal.data.synthetic_hierarchy import (
     HierarchicalSyntheticData,
     SourceSpec,
@@ -23,6 +24,7 @@ __all__ = [
     "SyntheticData",
     "crowd_to_label_matrix",
     "load_crowd",
+    "make_dependent_synthetic",
     "make_hierarchical_synthetic",
     "make_synthetic",
 ]

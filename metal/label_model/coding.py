@@ -352,8 +352,9 @@ class SourceCoding:
         single = grp < self.n_sources
         comp = self.component[grp]
         s_idx = np.flatnonzero(single)
-        mu_out = np.zeros((int((~single).sum()), self.cardinality))
-        abstain = np.ones((len(self.cliques), self.cardinality))
+        n_classes = single_mu.shape[1]  # latent classes (feasible label vectors in multi-task)
+        mu_out = np.zeros((int((~single).sum()), n_classes))
+        abstain = np.ones((len(self.cliques), n_classes))
         c_pos = np.flatnonzero(~single)
         for ci in range(len(self.cliques)):
             rows = np.flatnonzero(grp[c_pos] == self.n_sources + ci)
@@ -383,7 +384,7 @@ class SourceCoding:
         members = self.cliques[clique]
         r, base = len(members), self.cardinality + 1
         digits = _digits(r, base)  # (P, r) digit j of code = value of member j (+1)
-        indep = np.ones((digits.shape[0], self.cardinality))
+        indep = np.ones((digits.shape[0], mu.shape[1]))
         for j, s in enumerate(members):
             indep *= singles[s][digits[:, j]]
         voters = (digits > 0).sum(axis=1)
@@ -401,7 +402,7 @@ class SourceCoding:
             pcols = [parent.index(s) for s in sep]
             ccols = [members.index(s) for s in sep]
             weights = base ** np.arange(len(sep))
-            marg = np.zeros((base ** len(sep), self.cardinality))
+            marg = np.zeros((base ** len(sep), mu.shape[1]))
             np.add.at(marg, (pdig[:, pcols] * weights).sum(axis=1), parent_table)
             sep_code = (digits[:, ccols] * weights).sum(axis=1)
             inside = np.flatnonzero((outside == 0) & (voters >= 1))
@@ -424,12 +425,14 @@ class SourceCoding:
                       class_balance: np.ndarray, emitted: np.ndarray, floor: float,
                       model_abstains: bool) -> FactorTables:
         """Log tables of every junction-tree factor (cliques, separators, isolated sources)."""
+        # k codes per source; K latent classes (k in single-task, |feasible set| in multi-task)
         m, k, base = self.n_sources, self.cardinality, self.cardinality + 1
+        K = indicator_probs.shape[1]
         floor = max(floor, 1e-12)
         seen = np.zeros(self.n_indicators, dtype=bool)
         seen[emitted] = True
-        singles = np.zeros((m, base, k))
-        singles[:, 1:, :] = indicator_probs[: m * k].reshape(m, k, k)
+        singles = np.zeros((m, base, K))
+        singles[:, 1:, :] = indicator_probs[: m * k].reshape(m, k, K)
         singles[:, 0, :] = abstain_probs[:m]
         # an unseen value carries no evidence: give it the abstain probability
         unseen_single = ~seen[: m * k].reshape(m, k)
@@ -457,7 +460,7 @@ class SourceCoding:
                 keep = [c.index(s) for s in sep]
                 digits = _digits(len(c), base)
                 sep_code = (digits[:, keep] * (base ** np.arange(len(sep)))).sum(axis=1)
-                marg = np.zeros((base ** len(sep), k))
+                marg = np.zeros((base ** len(sep), K))
                 np.add.at(marg, sep_code, tables[child])
                 factors.append((sep, marg, -1.0))
         for s in np.flatnonzero(~in_clique):
@@ -465,7 +468,7 @@ class SourceCoding:
         members = [f[0] for f in factors]
         n_codes = np.array([base ** len(f) - 1 for f in members], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(n_codes)[:-1]]).astype(np.int64)
-        delta = np.zeros((int(n_codes.sum()), k))
+        delta = np.zeros((int(n_codes.sum()), K))
         base_score = np.log(class_balance).astype(np.float64).copy()
         for f, (mem, table, sign) in enumerate(factors):
             logt = np.log(np.maximum(table, 1e-300))

@@ -349,7 +349,7 @@ def fit_moments(
         mu, abstain, p_perm = mu[:, inv], abstain[:, inv], p[inv]
         if estimate_balance:
             p = p_perm
-        else:
+        elif init_mu is None:  # refit once; a refit never triggers another
             # the prior pins the class names: restart from the renamed solution
             refit = fit_moments(
                 problem, K, class_balance=class_balance, method=method, init_mu=mu,

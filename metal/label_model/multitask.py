@@ -464,7 +464,8 @@ class MultiTaskLabelModel:
         truth), far fewer parameters when the feasible set is large. These two need
         ``method="moments"``. ``"linear"``: two parameters per code, the logit linear in the
         agreement with the truth and increasing (``fit_moments(..., tied=True)``); with one
-        task it is ``LabelModel(parameterization="tied")``.
+        task it is ``LabelModel(parameterization="tied")``. The default, ``"linear"``, is the
+        best on the real hierarchies (benchmarks/multitask.py).
     model_abstains
         If True an abstention is evidence (``P(abstain | y)`` enters the posterior), so the
         silence of a unipolar source counts.
@@ -508,12 +509,12 @@ class MultiTaskLabelModel:
         task_graph: TaskGraph,
         *,
         method: str = "moments",
-        tie: str = "none",
-        model_abstains: bool = True,
+        tie: str = "linear",
+        model_abstains: bool = False,
         prob_floor: float = 1e-3,
         max_iter: int = 500,
         tol: float = 1e-10,
-        l2: float = 0.0,
+        l2: float = 0.1,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         device: str = "cpu",
         seed: int = 0,
@@ -581,10 +582,11 @@ class MultiTaskLabelModel:
             ``(n, m_t)`` dense or sparse matrices (each column a source covering that task).
         class_balance
             ``(K,)`` prior over the feasible vectors (``task_graph.feasible``), if known;
-            ``"uniform"``; or ``"estimate"`` (the default, ``None``, estimates it).
+            ``"uniform"``; or ``"estimate"`` (jointly from ``L``, no labels). Default
+            (``None``): from ``Y_dev`` if given, else uniform over the feasible vectors.
         Y_dev
             ``(n_dev, t)`` gold label vectors of a small labeled set, used only to estimate the
-            prior. Without either, the prior is estimated from ``L``.
+            prior.
 
         Returns
         -------
@@ -608,6 +610,8 @@ class MultiTaskLabelModel:
         K = g.n_feasible
         if class_balance is not None and Y_dev is not None:
             raise ConfigError("pass class_balance or Y_dev, not both")
+        if class_balance is None and Y_dev is None:
+            class_balance = "uniform"  # the default, as in LabelModel (see its fit docstring)
         if isinstance(class_balance, str):
             if class_balance not in ("uniform", "estimate"):
                 raise ConfigError(f"class_balance={class_balance!r} is not known; expected "
@@ -722,9 +726,8 @@ class MultiTaskLabelModel:
         if self.model_abstains:
             table = np.log(mu) - np.log(abst)[src]
             base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
-        else:
-            voted = np.clip(1.0 - self.abstain_probs_, 1e-12, None)
-            table = np.log(mu) - np.log(voted)[src]
+        else:  # votes enter as P(v | y), abstentions are ignored (as in LabelModel)
+            table = np.log(mu)
             base = np.log(self.class_balance_)
         return table, base
 

@@ -34,9 +34,22 @@ def fig2_data():  # type: ignore[no-untyped-def]
     return make_hierarchical_synthetic(10_000, FIG2, seed=0)
 
 
+# The generator's model family: free tables, abstentions as evidence, unknown prior. The
+# defaults (tied, uniform prior) are chosen on real data; see test_defaults_* below.
+WELL_SPECIFIED = {"tie": "none", "model_abstains": True, "l2": 0.0}
+SEPARATE_WELL_SPECIFIED = {"parameterization": "full", "model_abstains": True, "l2": 0.0}
+
+
+def fit_well_specified(L):  # type: ignore[no-untyped-def]
+    joint = MultiTaskLabelModel(task_graph=FIG2, seed=0, **WELL_SPECIFIED)
+    separate = SeparateTaskLabelModels(FIG2, seed=0, **SEPARATE_WELL_SPECIFIED)
+    return (joint.fit(L, class_balance="estimate"),
+            separate.fit(L, class_balance=["estimate"] * FIG2.n_tasks))
+
+
 @pytest.fixture(scope="module")
 def fig2_model(fig2_data):  # type: ignore[no-untyped-def]
-    return MultiTaskLabelModel(task_graph=FIG2, seed=0).fit(fig2_data.L)
+    return fit_well_specified(fig2_data.L)[0]
 
 
 # ---------------------------------------------------------------------------- single task
@@ -46,8 +59,9 @@ def test_single_task_agrees_with_label_model(method: str) -> None:
     lm = LabelModel(cardinality=3, method=method, max_iter=200, seed=0, parameterization="full",
                     model_abstains=True, l2=0.0).fit(data.L, class_balance="estimate")
     g = TaskGraph({"y": 3})
-    mt = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0)
-    mt.fit(data.L[:, :, None])
+    full = {"tie": "none", "model_abstains": True, "l2": 0.0}
+    mt = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0, **full)
+    mt.fit(data.L[:, :, None], class_balance="estimate")
     expected = lm.predict_proba(data.L)
     (marginal,) = mt.predict_proba(data.L[:, :, None])
     assert np.allclose(marginal, expected, atol=1e-10)
@@ -56,16 +70,15 @@ def test_single_task_agrees_with_label_model(method: str) -> None:
     assert np.allclose(np.stack(mt.get_conditional_probs()), lm.get_conditional_probs())
     # the same through the dict input, dense and sparse
     for Ld in (data.L, to_sparse_labels(data.L)):
-        m2 = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0)
-        m2.fit({"y": Ld})
+        m2 = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0, **full)
+        m2.fit({"y": Ld}, class_balance="estimate")
         assert np.allclose(m2.predict_proba({"y": Ld})[0], expected, atol=1e-10)
 
 
-def test_single_task_linear_tie_agrees_with_tied_label_model() -> None:
+def test_single_task_defaults_agree_with_label_model_defaults() -> None:
     data = make_synthetic(n=2000, m=8, cardinality=3, seed=1)
-    lm = LabelModel(cardinality=3, parameterization="tied", max_iter=200, seed=0,
-                    model_abstains=True, l2=0.0).fit(data.L, class_balance="estimate")
-    mt = MultiTaskLabelModel(TaskGraph({"y": 3}), tie="linear", max_iter=200, seed=0)
+    lm = LabelModel(cardinality=3, max_iter=200, seed=0).fit(data.L)
+    mt = MultiTaskLabelModel(TaskGraph({"y": 3}), max_iter=200, seed=0)
     mt.fit(data.L[:, :, None])
     assert np.allclose(mt.predict_proba(data.L[:, :, None])[0], lm.predict_proba(data.L),
                        atol=1e-10)
@@ -122,13 +135,23 @@ def test_joint_model_beats_separate_models_and_hierarchical_vote(fig2_data, fig2
     """
     L, Y = fig2_data.L, fig2_data.Y
     joint = fig2_model.score(L, Y)
-    separate = SeparateTaskLabelModels(FIG2, seed=0).fit(L).score(L, Y)
+    separate = fit_well_specified(L)[1].score(L, Y)
     hmv = HierarchicalMajorityVoter(FIG2, seed=0).fit(L).score(L, Y)
     for task in FIG2.task_names:
         assert joint[task]["accuracy"] > separate[task]["accuracy"] + 0.02, task
         assert joint[task]["accuracy"] > hmv[task]["accuracy"] + 0.02, task
     assert joint["joint"]["accuracy"] > max(separate["joint"]["accuracy"],
                                             hmv["joint"]["accuracy"]) + 0.02
+
+
+def test_defaults_beat_baselines_defaults(fig2_data) -> None:  # type: ignore[no-untyped-def]
+    L, Y = fig2_data.L, fig2_data.Y
+    joint = MultiTaskLabelModel(task_graph=FIG2, seed=0).fit(L).score(L, Y)
+    separate = SeparateTaskLabelModels(FIG2, seed=0).fit(L).score(L, Y)
+    hmv = HierarchicalMajorityVoter(FIG2, seed=0).fit(L).score(L, Y)
+    for task in (*FIG2.task_names, "joint"):
+        assert joint[task]["accuracy"] > separate[task]["accuracy"], task
+        assert joint[task]["accuracy"] > hmv[task]["accuracy"], task
 
 
 def test_recovers_class_balance_and_tables(fig2_data, fig2_model) -> None:  # type: ignore[no-untyped-def]
@@ -245,8 +268,8 @@ def test_joint_model_wins_on_other_seeds(seed: int) -> None:
     """The default-test comparison on seeds 1-6 (all pass with the 0.02 margin)."""
     data = make_hierarchical_synthetic(10_000, FIG2, seed=seed)
     L, Y = data.L, data.Y
-    joint = MultiTaskLabelModel(task_graph=FIG2, seed=0).fit(L).score(L, Y)
-    separate = SeparateTaskLabelModels(FIG2, seed=0).fit(L).score(L, Y)
+    joint_model, separate_model = fit_well_specified(L)
+    joint, separate = joint_model.score(L, Y), separate_model.score(L, Y)
     hmv = HierarchicalMajorityVoter(FIG2, seed=0).fit(L).score(L, Y)
     for task in FIG2.task_names:
         assert joint[task]["accuracy"] > separate[task]["accuracy"] + 0.02, task
