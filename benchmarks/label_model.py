@@ -94,7 +94,9 @@ class Variant:
 
 
 def _ours(method: str | None = None, model_abstains: bool | None = None,
-          use_dev: bool = False) -> Callable[..., np.ndarray]:
+          balance: str = "default", parameterization: str | None = None
+          ) -> Callable[..., np.ndarray]:
+    """``balance``: "default" (uniform), "dev" (``Y_dev``) or "estimate" (from the votes)."""
     from metal.label_model.label_model import LabelModel
 
     def run(L_fit: np.ndarray, L_test: np.ndarray, Y_dev: np.ndarray | None,
@@ -104,10 +106,17 @@ def _ours(method: str | None = None, model_abstains: bool | None = None,
             kwargs["method"] = method
         if model_abstains is not None:
             kwargs["model_abstains"] = model_abstains
+        if parameterization is not None:
+            kwargs["parameterization"] = parameterization
         model = LabelModel(**kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. sources that never vote in the fit split
-            model.fit(L_fit, Y_dev=Y_dev if use_dev else None)
+            if balance == "dev":
+                model.fit(L_fit, Y_dev=Y_dev)
+            elif balance == "estimate":
+                model.fit(L_fit, class_balance="estimate")
+            else:
+                model.fit(L_fit)
             return model.predict_proba(L_test)
 
     return run
@@ -136,11 +145,11 @@ def _majority() -> Callable[..., np.ndarray]:
     return run
 
 
-def _default_params() -> tuple[str, bool]:
+def _default_params() -> tuple[str, bool, str, float]:
     from metal.label_model.label_model import LabelModel
 
     m = LabelModel()
-    return str(m.method), bool(m.model_abstains)
+    return str(m.method), bool(m.model_abstains), str(m.parameterization), float(m.l2)
 
 
 def variants() -> list[Variant]:
@@ -150,9 +159,12 @@ def variants() -> list[Variant]:
            Variant("snorkel +Y_dev", _snorkel(True), limited=False)]
     for method in ("moments", "inverse"):
         for abst in (True, False):
-            for dev in (False, True):
-                label = f"{method[:3]}/{'abst' if abst else 'votes'}/{'dev' if dev else 'est'}"
-                out.append(Variant(label, _ours(method, abst, dev)))
+            for balance, tag in (("default", "uni"), ("estimate", "est"), ("dev", "dev")):
+                label = f"{method[:3]}/{'abst' if abst else 'votes'}/{tag}"
+                out.append(Variant(label, _ours(method, abst, balance)))
+    out.append(Variant("full/votes/uni", _ours(parameterization="full")))
+    out.append(Variant("full/abst/est", _ours(parameterization="full", model_abstains=True,
+                                              balance="estimate")))
     return out
 
 
@@ -254,7 +266,7 @@ def run_real(repeats: int, verbose: bool = False, limit: int = 60) -> list[SetRe
 
 
 def report_real(results: list[SetResult], repeats: int, limit: int) -> str:
-    method, abst = _default_params()
+    method, abst, param, l2 = _default_params()
     labels = [v.label for v in variants()]
     main3 = ["majority vote", "snorkel", "ours"]
 
@@ -342,9 +354,9 @@ model. "main" = F1 of class 1 for sms, census, spouse, accuracy elsewhere (as in
 `spear_cage_spouse`) is not a WRENCH set; means are given with and without it. snorkel =
 `snorkel.labeling.model.LabelModel` 0.10.0 with `n_epochs=100, lr=0.01, seed={SEED}`; ours =
 `metal.LabelModel(cardinality=k, seed={SEED})` with its defaults (`method="{method}"`,
-`model_abstains={abst}`, class balance estimated from the votes). Time = fit + predict_proba on
-test, wall clock, median of {repeats} run(s), one thread each, after a warm-up fit of each
-model. {machine_line()}.
+`parameterization="{param}"`, `model_abstains={abst}`, `l2={l2}`, uniform class balance).
+Time = fit + predict_proba on test, wall clock, median of {repeats} run(s), one thread each,
+after a warm-up fit of each model. {machine_line()}.
 
 {main_table}
 
@@ -352,10 +364,12 @@ model. {machine_line()}.
 
 Ablations of ours (main metric; column = method/abstentions/class balance: `mom` = moment
 matching, `inv` = the paper's inverse-completion algorithm; `abst` = abstentions are evidence
-(`model_abstains=True`), `votes` = only votes count; `est` = class balance estimated from the
-votes, `dev` = from the valid split's gold labels, `Y_dev`; for chemprot the valid split is
-also the fit split, its gold sets the class balance only). "snorkel +Y_dev" is snorkel with
-the same `Y_dev`.
+(`model_abstains=True`), `votes` = only votes count; `uni` = uniform class balance (the
+default), `est` = estimated from the votes (`class_balance="estimate"`), `dev` = from the valid
+split's gold labels, `Y_dev`; for chemprot the valid split is also the fit split, its gold sets
+the class balance only). All use the default tied parameterization except the `full/...`
+columns (`parameterization="full"`; `full/abst/est` is the model our synthetic generator
+follows). "snorkel +Y_dev" is snorkel with the same `Y_dev`.
 
 {abl_table}
 
@@ -382,6 +396,17 @@ def _rss_now_mb() -> float:
 
 
 def _maxrss_mb() -> float:
+    """Peak RSS of this process: ``VmHWM`` (resettable), else ``ru_maxrss``.
+
+    ``ru_maxrss`` also folds in the peak recorded when a thread exits, which resetting the
+    mark through ``/proc/self/clear_refs`` does not clear, so ``VmHWM`` is read where it exists.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -491,7 +516,7 @@ def report_scaling(rows: list[dict[str, Any]]) -> str:
             f"{inc(r, 'ours'):.0f}", f"{inc(r, 'snorkel'):.0f}",
             f"{inc(r, 'ours') / r['matrix_mb']:.2f}",
             f"{inc(r, 'snorkel') / r['matrix_mb']:.1f}",
-            f"{(inc(r, 'ours') - const) / r['matrix_mb']:.2f}",
+            f"{ratio:.2f}" if r["n"] >= chunk else "– (partial block)",
             f"{o['accuracy']:.3f} / {s['accuracy']:.3f}", f"{max(gap, 0.0):.0f}",
         ])
     table = markdown_table(
@@ -507,8 +532,10 @@ Generated data (`metal.data.make_synthetic`, m={SCALING_M}, k={SCALING_K}, cover
 int8 label matrix (and gold, for the sanity accuracy) from `.npy` files after a warm-up fit on a
 tiny matrix (the first `torch.optim` optimizer in a process imports `torch._dynamo`), resets
 the process's peak-RSS mark to its current RSS (`echo 5 > /proc/self/clear_refs`, so the
-transient peaks of imports and warm-up hide nothing), records `ru_maxrss` (baseline), runs
-`fit(L)` + `predict_proba(L)` on the same rows, and reports the increase of `ru_maxrss`. One
+transient peaks of imports and warm-up hide nothing), records the peak RSS (baseline), runs
+`fit(L)` + `predict_proba(L)` on the same rows, and reports the increase of the peak RSS. The
+peak is `VmHWM` from `/proc/self/status` (`ru_maxrss` where that does not exist): `ru_maxrss`
+keeps the peak recorded when a helper thread exits and so cannot be reset reliably. One
 thread each; snorkel with `n_epochs=100, lr=0.01`. The last column is how far the baseline peak
 was above the resident memory at that moment (0 when the reset worked; otherwise an earlier
 peak could hide up to that much of a later increase).

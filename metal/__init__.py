@@ -6,6 +6,7 @@ fit a label model without labels, and train end models on its probabilistic labe
 
 from metal._version import __version__
 from metal.data.crowd import crowd_to_label_matrix, load_crowd
+from metal.data.wrench import load_wrench
 from metal.errors import (
     ConfigError,
     LabelMatrixError,
@@ -42,6 +43,7 @@ __all__ = [
     "labeling_function",
     "lf_summary",
     "load_crowd",
+    "load_wrench",
     "HierarchicalMajorityVoter",
     "IdentifiabilityReport",
     "check_identifiability",

@@ -19,17 +19,24 @@ from metal.errors import SaveFormatError
 FORMAT_VERSION = 1
 
 
-def save_arrays(path: str | os.PathLike[str], kind: str, params: dict[str, Any],
-                arrays: dict[str, np.ndarray]) -> None:
-    meta = {"format_version": FORMAT_VERSION, "kind": kind, "metal_version": __version__,
-            "params": params}
+def save_arrays(
+    path: str | os.PathLike[str], kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "metal_version": __version__,
+        "params": params,
+    }
     payload = {f"a_{k}": np.asarray(v) for k, v in arrays.items()}
     payload["__meta__"] = np.array(json.dumps(meta))
     with open(path, "wb") as fh:  # np.savez would append ".npz" to a path without it
         np.savez(fh, **payload)  # type: ignore[arg-type]
 
 
-def load_arrays(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def load_arrays(
+    path: str | os.PathLike[str], kind: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["__meta__"]))
@@ -37,14 +44,18 @@ def load_arrays(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Any]
     except FileNotFoundError:
         raise
     except Exception as exc:  # zip errors, missing key, bad json
-        raise SaveFormatError(f"{path} is not a metal model file ({exc}); save models with "
-                              ".save(path) and load them with the same class's .load(path)") from exc
+        raise SaveFormatError(
+            f"{path} is not a metal model file ({exc}); save models with "
+            ".save(path) and load them with the same class's .load(path)"
+        ) from exc
     if meta.get("format_version") != FORMAT_VERSION:
         raise SaveFormatError(
             f"{path} has format version {meta.get('format_version')}; this metal "
             f"({__version__}) reads version {FORMAT_VERSION}. Re-fit and save with this version."
         )
     if meta.get("kind") != kind:
-        raise SaveFormatError(f"{path} holds a {meta.get('kind')}, not a {kind}; load it with "
-                              f"metal.{meta.get('kind')}.load")
+        raise SaveFormatError(
+            f"{path} holds a {meta.get('kind')}, not a {kind}; load it with "
+            f"metal.{meta.get('kind')}.load"
+        )
     return meta["params"], arrays

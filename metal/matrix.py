@@ -25,7 +25,7 @@ from metal.errors import LabelMatrixError
 
 ABSTAIN = -1
 
-LabelInput = Union[np.ndarray, sp.spmatrix, sp.sparray, Any]
+LabelInput = Union[np.ndarray, sp.spmatrix, sp.sparray, Any]  # noqa: UP007 (runtime alias)
 
 DEFAULT_CHUNK_ROWS = 65536
 
@@ -194,8 +194,9 @@ def check_label_matrix(
                     "Raise cardinality or remap the labels.")
     if isinstance(mat, sp.csr_matrix):
         n_votes = int(mat.nnz)
-    else:
-        n_votes = int(np.count_nonzero(mat >= 0)) if n_rows * n_cols <= 50_000_000 else -1
+    else:  # block by block: a full boolean mask would cost n*m bytes
+        n_votes = sum(int(np.count_nonzero(mat[i:i + DEFAULT_CHUNK_ROWS] >= 0))
+                      for i in range(0, n_rows, DEFAULT_CHUNK_ROWS))
     return LabelMatrix(data=mat, n_rows=int(n_rows), n_sources=int(n_cols), max_label=hi,
                        n_votes=n_votes)
 

@@ -14,6 +14,7 @@ from metal.data.synthetic_hierarchy import (
     SourceSpec,
     make_hierarchical_synthetic,
 )
+from metal.data.wrench import WrenchFormatError, WrenchSplit, load_wrench, wrench_splits
 
 __all__ = [
     "CrowdData",
@@ -22,9 +23,13 @@ __all__ = [
     "HierarchicalSyntheticData",
     "SourceSpec",
     "SyntheticData",
+    "WrenchFormatError",
+    "WrenchSplit",
     "crowd_to_label_matrix",
     "load_crowd",
     "make_dependent_synthetic",
     "make_hierarchical_synthetic",
     "make_synthetic",
+    "load_wrench",
+    "wrench_splits",
 ]

@@ -9,7 +9,9 @@ from metal.label_model.base import BaseLabelModel, check_cardinality, check_clas
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, check_label_matrix
 
 
-def vote_counts(L: LabelInput, cardinality: int, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+def vote_counts(
+    L: LabelInput, cardinality: int, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> np.ndarray:
     """``(n, k)`` number of votes for each class in each row (sparse accumulation, no loops)."""
     lm = check_label_matrix(L, cardinality=cardinality)
     out = np.zeros((lm.n_rows, cardinality), dtype=np.float64)
@@ -18,7 +20,7 @@ def vote_counts(L: LabelInput, cardinality: int, chunk_rows: int = DEFAULT_CHUNK
             (np.ones(chunk.rows.size), (chunk.rows - chunk.start, chunk.values)),
             shape=(chunk.stop - chunk.start, cardinality),
         )
-        out[chunk.start:chunk.stop] = block.toarray()
+        out[chunk.start : chunk.stop] = block.toarray()
     return out
 
 
@@ -38,8 +40,9 @@ class MajorityVoter(BaseLabelModel):
     [0, 1, 0]
     """
 
-    def __init__(self, cardinality: int = 2, *, class_balance: np.ndarray | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, cardinality: int = 2, *, class_balance: np.ndarray | None = None, seed: int = 0
+    ) -> None:
         self.cardinality = cardinality
         self.class_balance = class_balance
         self.seed = seed
@@ -51,8 +54,11 @@ class MajorityVoter(BaseLabelModel):
 
     def predict_proba(self, L: LabelInput) -> np.ndarray:
         k = check_cardinality(self.cardinality)
-        prior = (np.full(k, 1.0 / k) if self.class_balance is None
-                 else check_class_balance(self.class_balance, k))
+        prior = (
+            np.full(k, 1.0 / k)
+            if self.class_balance is None
+            else check_class_balance(self.class_balance, k)
+        )
         counts = vote_counts(L, k)
         total = counts.sum(axis=1, keepdims=True)
         return np.where(total > 0, counts / np.maximum(total, 1.0), prior[None, :])

@@ -394,7 +394,8 @@ class LabelModel(BaseLabelModel):
 
     def predict_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` posterior ``P(Y = y | lambda)``; rows sum to 1."""
-        return np.exp(self.predict_log_proba(L))
+        out = self.predict_log_proba(L)
+        return np.exp(out, out=out)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -407,7 +408,8 @@ class LabelModel(BaseLabelModel):
             "max_iter": int(self.max_iter), "tol": float(self.tol), "l2": float(self.l2),
             "chunk_rows": int(self.chunk_rows), "device": str(self.device),
             "seed": int(self.seed),
-            "source_names": None if self.source_names is None else [str(s) for s in self.source_names],
+            "source_names": (None if self.source_names is None
+                             else [str(s) for s in self.source_names]),
             "n_sources": int(self.coding_.n_sources),
             "cliques": [list(c) for c in self.coding_.cliques],
             "dependency_edges": [[int(u), int(v)] for u, v in self.coding_.graph.edges],
