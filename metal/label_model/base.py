@@ -34,6 +34,22 @@ def check_class_balance(class_balance: Any, cardinality: int) -> np.ndarray:
     return p
 
 
+def check_fit_params(model: Any) -> None:
+    """Validate the estimator hyperparameters shared by the moment-based label models."""
+    from metal.label_model.estimation import METHODS
+
+    if model.method not in METHODS:
+        raise ConfigError(f"method={model.method!r} is not known; expected one of {METHODS}")
+    if not 0.0 <= float(model.prob_floor) < 0.5:
+        raise ConfigError(f"prob_floor={model.prob_floor} must be in [0, 0.5)")
+    for name in ("max_iter", "chunk_rows"):
+        value = getattr(model, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name}={value!r} must be a positive int")
+    if model.l2 < 0 or model.tol <= 0:
+        raise ConfigError(f"l2={model.l2} must be >= 0 and tol={model.tol} > 0")
+
+
 def balance_from_gold(Y: np.ndarray, cardinality: int) -> np.ndarray:
     """Class balance from a small labeled set, with add-one smoothing so no class gets 0."""
     Y = check_gold(Y, len(np.asarray(Y)), cardinality, name="Y_dev")

@@ -20,10 +20,11 @@ from metal.label_model.base import (
     balance_from_gold,
     check_cardinality,
     check_class_balance,
+    check_fit_params,
 )
 from metal.label_model.coding import SourceCoding
 from metal.label_model.dependencies import refine_by_components
-from metal.label_model.estimation import METHODS, MomentProblem, fit_moments
+from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.statistics import SourceStatistics
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_label_matrix
@@ -151,19 +152,10 @@ class LabelModel(BaseLabelModel):
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> int:
         k = check_cardinality(self.cardinality)
-        if self.method not in METHODS:
-            raise ConfigError(f"method={self.method!r} is not known; expected one of {METHODS}")
+        check_fit_params(self)
         if self.parameterization not in ("full", "tied"):
             raise ConfigError(f"parameterization={self.parameterization!r} is not known; "
                               "expected 'full' or 'tied'")
-        if not 0.0 <= float(self.prob_floor) < 0.5:
-            raise ConfigError(f"prob_floor={self.prob_floor} must be in [0, 0.5)")
-        for name in ("max_iter", "chunk_rows"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a positive int")
-        if self.l2 < 0 or self.tol <= 0:
-            raise ConfigError(f"l2={self.l2} must be >= 0 and tol={self.tol} > 0")
         return k
 
     # ------------------------------------------------------------------ fitting

@@ -34,8 +34,8 @@ from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
 from metal.errors import ConfigError, LabelMatrixError, NotFittedError
+from metal.label_model.base import check_fit_params
 from metal.label_model.estimation import (
-    METHODS,
     MomentFit,
     MomentProblem,
     _lbfgs,
@@ -534,21 +534,12 @@ class MultiTaskLabelModel:
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> TaskGraph:
         g = _check_task_graph(self.task_graph)
-        if self.method not in METHODS:
-            raise ConfigError(f"method={self.method!r} is not known; expected one of {METHODS}")
+        check_fit_params(self)
         if self.tie not in TIES:
             raise ConfigError(f"tie={self.tie!r} is not known; expected one of {TIES}")
         if self.tie in ("coverage", "agreement") and self.method != "moments":
             raise ConfigError(f"tie={self.tie!r} is implemented for method='moments' only; use "
                               "method='moments' or tie='none'")
-        if not 0.0 <= float(self.prob_floor) < 0.5:
-            raise ConfigError(f"prob_floor={self.prob_floor} must be in [0, 0.5)")
-        for name in ("max_iter", "chunk_rows"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a positive int")
-        if self.l2 < 0 or self.tol <= 0:
-            raise ConfigError(f"l2={self.l2} must be >= 0 and tol={self.tol} > 0")
         return g
 
     def _check_fitted(self) -> None:
