@@ -4,11 +4,15 @@ Given ``Y = y`` the sources of one connected component of the planted graph ``E`
 pairwise Markov random field
 
     P(lambda_C | y)  ∝  prod_i c_i(lambda_i | y)
-                        * prod_{(i, j) in E} exp(w * 1[lambda_i = lambda_j != abstain])
+                        * prod_{(i, j) in E} exp(w * f(lambda_i, lambda_j, y))
 
 where ``c_i`` is an ordinary class-conditional table (see :func:`make_conditional_probs`) and
-``w > 0`` makes dependent sources agree more often than their accuracies explain (shared code,
-the same dictionary). Sources in different components are independent given ``Y``. The
+``w > 0`` couples each dependent pair. With ``coupling="errors"`` ``f = 1[lambda_i = lambda_j
+!= y, both vote]``: dependent sources share their *mistakes* (one reuses another's faulty
+logic), the setting where a model assuming independence double-counts them (MeTaL paper,
+Fig. 4 middle). With ``coupling="agree"`` (the default) ``f = 1[lambda_i = lambda_j !=
+abstain]``: dependent sources agree more often than their accuracies explain, mostly on the
+right class. Sources in different components are independent given ``Y``. The
 dependency structure of this distribution is exactly ``E`` (a pairwise MRF), so a label model
 given ``E`` is correctly specified. Sampling is exact: the joint of each component is enumerated
 (``(k+1)^|component|`` values), so components are kept small.
@@ -78,6 +82,7 @@ def make_dependent_synthetic(
     n_independent: int = 4,
     graph: nx.Graph | None = None,
     strength: float = 1.5,
+    coupling: str = "agree",
     class_balance: np.ndarray | None = None,
     coverage: tuple[float, float] = (0.3, 0.7),
     accuracy: tuple[float, float] = (0.6, 0.85),
@@ -97,7 +102,16 @@ def make_dependent_synthetic(
     graph
         Explicit dependency graph over ``0..m-1`` instead of a random one.
     strength
-        Coupling ``w`` of every edge (log-odds bonus for agreeing).
+        Coupling ``w`` of every edge (log-odds bonus, see ``coupling``).
+    coupling
+        What an edge rewards. ``"agree"``: the pair casting the same vote,
+        ``exp(w * 1[lambda_i = lambda_j != abstain])`` (dependent sources agree, mostly on the
+        right class, so a dense block becomes very accurate). ``"errors"``: the pair making the
+        same *mistake*, ``exp(w * 1[lambda_i = lambda_j != y, both vote])`` (shared errors,
+        e.g. one source reusing another's faulty logic); the votes of a dependent pair are
+        then more correlated than their accuracies explain, and a model assuming
+        independence double-counts them. Both are pairwise MRFs given ``Y`` whose graph is
+        exactly ``E``; the true marginals are computed exactly in both cases.
     class_balance, coverage, accuracy, unipolar_fraction
         As in :func:`metal.data.make_synthetic`.
     seed
@@ -105,7 +119,7 @@ def make_dependent_synthetic(
 
     Examples
     --------
-    >>> d = make_dependent_synthetic(n=100, m=6, density=0.5, seed=0)
+    >>> d = make_dependent_synthetic(n=100, m=6, density=1.0, coupling="errors", seed=0)
     >>> d.L.shape, d.graph.number_of_edges()
     ((100, 6), 1)
     """
@@ -115,6 +129,9 @@ def make_dependent_synthetic(
     if not 0.0 <= density <= 1.0 or not 0 <= n_independent <= m:
         raise ConfigError(f"density={density} must be in [0, 1] and n_independent="
                           f"{n_independent} in [0, m]")
+    if coupling not in ("agree", "errors"):
+        raise ConfigError(f"coupling={coupling!r} is not known; use 'agree' (dependent sources "
+                          "agree) or 'errors' (dependent sources share their mistakes)")
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.full(k, 5.0)) if class_balance is None else \
         np.asarray(class_balance, dtype=np.float64)
@@ -146,7 +163,11 @@ def make_dependent_synthetic(
         pos = {s: j for j, s in enumerate(members)}
         for u, v in graph.subgraph(members).edges:
             a, b = values[:, pos[u]], values[:, pos[v]]
-            logp += (strength * ((a == b) & (a < k)))[:, None]
+            if coupling == "agree":
+                logp += (strength * ((a == b) & (a < k)))[:, None]
+            else:  # same wrong vote: the bonus depends on y (one column per class)
+                same = (a == b) & (a < k)
+                logp += strength * (same[:, None] & (a[:, None] != np.arange(k)[None, :]))
         logp -= logp.max(axis=0, keepdims=True)
         joint = np.exp(logp)
         joint /= joint.sum(axis=0, keepdims=True)  # (P, k): P(values | y)
