@@ -94,8 +94,8 @@ class Variant:
 
 
 def _ours(method: str | None = None, model_abstains: bool | None = None,
-          balance: str = "default", parameterization: str | None = None
-          ) -> Callable[..., np.ndarray]:
+          balance: str = "default", parameterization: str | None = None,
+          balance_moments: int = 2) -> Callable[..., np.ndarray]:
     """``balance``: "default" (uniform), "dev" (``Y_dev``) or "estimate" (from the votes)."""
     from metal.label_model.label_model import LabelModel
 
@@ -108,7 +108,7 @@ def _ours(method: str | None = None, model_abstains: bool | None = None,
             kwargs["model_abstains"] = model_abstains
         if parameterization is not None:
             kwargs["parameterization"] = parameterization
-        model = LabelModel(**kwargs)
+        model = LabelModel(balance_moments=balance_moments, **kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. sources that never vote in the fit split
             if balance == "dev":
@@ -165,6 +165,7 @@ def variants() -> list[Variant]:
     out.append(Variant("full/votes/uni", _ours(parameterization="full")))
     out.append(Variant("full/abst/est", _ours(parameterization="full", model_abstains=True,
                                               balance="estimate")))
+    out.append(Variant("mom/votes/est3", _ours(balance="estimate", balance_moments=3)))
     return out
 
 
@@ -369,7 +370,8 @@ default), `est` = estimated from the votes (`class_balance="estimate"`), `dev` =
 split's gold labels, `Y_dev`; for chemprot the valid split is also the fit split, its gold sets
 the class balance only). All use the default tied parameterization except the `full/...`
 columns (`parameterization="full"`; `full/abst/est` is the model our synthetic generator
-follows). "snorkel +Y_dev" is snorkel with the same `Y_dev`.
+follows); `est3` estimates the class balance from second and third moments
+(`balance_moments=3`). "snorkel +Y_dev" is snorkel with the same `Y_dev`.
 
 {abl_table}
 

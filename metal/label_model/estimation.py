@@ -62,6 +62,11 @@ class MomentProblem:
         Optional ``(d, d)`` boolean mask of the pairs whose moments factorise given ``Y``
         (e.g. excluding pairs of dependent sources, or overlapping cliques). Default: every
         pair of indicators from different groups.
+    third
+        Optional ``(d, d, d)`` third moments ``E[psi_a psi_b psi_c]``. Used (on triples from
+        three different groups) only when the class balance is estimated: second moments leave
+        it weakly identified (for two classes, exactly one flat direction), third moments pin
+        it down.
     """
 
     second: np.ndarray
@@ -70,6 +75,7 @@ class MomentProblem:
     n_groups: int
     agreement: np.ndarray
     omega_mask: np.ndarray | None = None
+    third: np.ndarray | None = None
 
     @property
     def omega(self) -> np.ndarray:
@@ -322,6 +328,15 @@ def fit_moments(
     def balance() -> torch.Tensor:
         return torch.softmax(p_logits, 0) if estimate_balance else p_fixed
 
+    use_third = estimate_balance and problem.third is not None
+    if use_third:
+        assert problem.third is not None
+        third = torch.as_tensor(problem.third, dtype=torch.float64, device=dev)
+        g = torch.as_tensor(problem.groups, device=dev)
+        mask3 = ((g[:, None, None] != g[None, :, None]) & (g[:, None, None] != g[None, None, :])
+                 & (g[None, :, None] != g[None, None, :]))
+        scale3 = max(float((third[mask3] ** 2).sum()), 1e-30)
+
     def loss_fn() -> torch.Tensor:
         logits = current_logits()
         mu, _ = param(logits)
@@ -330,6 +345,9 @@ def fit_moments(
         R = (target - pred)[mask]
         r1 = means - mu @ p
         loss = ((R**2).sum() + (r1**2).sum()) / scale
+        if use_third:
+            pred3 = torch.einsum("ay,by,cy,y->abc", mu, mu, mu, p)
+            loss = loss + ((third - pred3)[mask3] ** 2).sum() / scale3
         if l2 > 0:
             loss = loss + l2 * ((logits - logits0) ** 2).mean()
         return loss

@@ -26,8 +26,11 @@ from metal.label_model.coding import SourceCoding
 from metal.label_model.dependencies import refine_by_components
 from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
-from metal.label_model.statistics import SourceStatistics
+from metal.label_model.statistics import SourceStatistics, third_moments
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_label_matrix
+
+# third moments (d^3 entries) are gathered only up to this many emitted indicators
+MAX_THIRD_MOMENT_INDICATORS = 200
 
 
 class MetalWarning(UserWarning):
@@ -95,6 +98,13 @@ class LabelModel(BaseLabelModel):
         Run :func:`metal.check_identifiability` in ``fit`` (on the structure and the emitted
         values) and raise :class:`~metal.errors.NotIdentifiableError` when the accuracies
         cannot be recovered; data problems (no overlap, near-singular moments) only warn.
+    balance_moments
+        With ``fit(L, class_balance="estimate")``: estimate the class balance from second
+        moments (2) or from second and third moments (3; one more pass over ``L``, at most
+        200 emitted values). Second moments leave the balance weakly identified (for two
+        classes, one exactly flat direction); third moments identify it when the sources are
+        conditionally independent, but on the real WRENCH sets, whose sources are correlated,
+        they made it worse (``benchmarks/label_model.py``), hence the default 2.
 
     Attributes
     ----------
@@ -132,6 +142,7 @@ class LabelModel(BaseLabelModel):
         seed: int = 0,
         progress: bool = False,
         check_identifiability: bool = True,
+        balance_moments: int = 2,
     ) -> None:
         self.cardinality = cardinality
         self.method = method
@@ -148,6 +159,7 @@ class LabelModel(BaseLabelModel):
         self.seed = seed
         self.progress = progress
         self.check_identifiability = check_identifiability
+        self.balance_moments = balance_moments
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> int:
@@ -156,6 +168,8 @@ class LabelModel(BaseLabelModel):
         if self.parameterization not in ("full", "tied"):
             raise ConfigError(f"parameterization={self.parameterization!r} is not known; "
                               "expected 'full' or 'tied'")
+        if self.balance_moments not in (2, 3):
+            raise ConfigError(f"balance_moments={self.balance_moments!r}; expected 2 or 3")
         return k
 
     # ------------------------------------------------------------------ fitting
@@ -203,7 +217,19 @@ class LabelModel(BaseLabelModel):
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
         if self.check_identifiability:
             self._check_identifiable(coding, stats)
-        return self._fit_statistics(stats, coding, p, p_source)
+        third = None
+        emitted = stats.emitted()
+        if self.balance_moments == 3 and p is None and coding.all_singletons:
+            if emitted.size > MAX_THIRD_MOMENT_INDICATORS:
+                raise ConfigError(
+                    f"balance_moments=3 needs a ({emitted.size},)^3 third-moment tensor; the limit "
+                    f"is {MAX_THIRD_MOMENT_INDICATORS} emitted values. Use balance_moments=2 or "
+                    "give the class balance (class_balance= or Y_dev=)")
+            # a second pass, only when asked for (see MomentProblem.third)
+            blocks = ((c.stop - c.start, *coding.encode(c))
+                      for c in lm.iter_votes(int(self.chunk_rows)))
+            third = third_moments(blocks, emitted)
+        return self._fit_statistics(stats, coding, p, p_source, third)
 
     def _check_identifiable(self, coding: SourceCoding, stats: SourceStatistics) -> None:
         """Raise NotIdentifiableError on a non-identifiable structure; warn on data problems."""
@@ -234,7 +260,8 @@ class LabelModel(BaseLabelModel):
         return self._fit_statistics(stats, coding, p, p_source)
 
     def _fit_statistics(self, stats: SourceStatistics, coding: SourceCoding,
-                        p: np.ndarray | None, p_source: str) -> LabelModel:
+                        p: np.ndarray | None, p_source: str,
+                        third: np.ndarray | None = None) -> LabelModel:
         k = int(self.cardinality)
         emitted = stats.emitted()
         group_of_ind = np.searchsorted(coding.offsets, emitted, side="right") - 1
@@ -251,7 +278,9 @@ class LabelModel(BaseLabelModel):
         fit_idx = np.flatnonzero(group_of_ind < coding.n_sources)
         problem = MomentProblem(second=second[np.ix_(fit_idx, fit_idx)], means=means[fit_idx],
                                 groups=group_of_ind[fit_idx], n_groups=coding.n_sources,
-                                agreement=coding.agreement(emitted[fit_idx]))
+                                agreement=coding.agreement(emitted[fit_idx]),
+                                third=None if third is None else third[np.ix_(fit_idx, fit_idx,
+                                                                              fit_idx)])
         fit_kw = dict(class_balance=p, method=self.method, max_iter=int(self.max_iter),
                       tol=float(self.tol), l2=float(self.l2),
                       tied=self.parameterization == "tied", device=self.device,
@@ -396,6 +425,7 @@ class LabelModel(BaseLabelModel):
         params = {
             "cardinality": int(self.cardinality), "method": self.method,
             "parameterization": self.parameterization,
+            "balance_moments": int(self.balance_moments),
             "model_abstains": bool(self.model_abstains), "prob_floor": float(self.prob_floor),
             "max_iter": int(self.max_iter), "tol": float(self.tol), "l2": float(self.l2),
             "chunk_rows": int(self.chunk_rows), "device": str(self.device),

@@ -12,6 +12,7 @@ matrix with one stored entry per vote.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,3 +117,35 @@ class SourceStatistics:
         means = self.counts[idx].astype(np.float64) / self.n_rows
         second = self.cooccurrence[idx][:, idx].toarray().astype(np.float64) / self.n_rows
         return means, second
+
+
+def third_moments(
+    blocks: Iterable[tuple[int, np.ndarray, np.ndarray]], indicators: np.ndarray
+) -> np.ndarray:
+    """``E[psi_a psi_b psi_c]`` of the given indicators, from ``(n_rows, rows, indicators)``
+    blocks (as passed to :meth:`SourceStatistics.update`).
+
+    The cost is one sparse product per indicator and block, so it is meant for small ``d``.
+    """
+    idx = np.asarray(indicators, dtype=np.int64)
+    d = idx.size
+    lookup = np.full(int(idx.max()) + 1 if d else 1, -1, dtype=np.int64)
+    lookup[idx] = np.arange(d)
+    out = np.zeros((d, d, d))
+    total = 0
+    for n_rows, rows, ind in blocks:
+        total += int(n_rows)
+        ind = np.asarray(ind)
+        keep = ind < lookup.size
+        rows, ind = np.asarray(rows)[keep], ind[keep]
+        col = lookup[ind]
+        keep = col >= 0
+        A = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], col[keep])),
+                          shape=(int(n_rows), d))
+        AT = A.T.tocsr()
+        for a in range(d):
+            fired = AT[a].indices
+            if fired.size:
+                sub = A[fired]
+                out[a] += (sub.T @ sub).toarray()
+    return out / max(total, 1)

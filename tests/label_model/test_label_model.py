@@ -206,3 +206,19 @@ def test_tie_break_policies():
     assert set(mv.predict(np.tile(L, (50, 1)), tie_break="random").tolist()) == {0, 1}
     with pytest.raises(ConfigError, match="tie_break"):
         mv.predict(L, tie_break="coin")
+
+
+def test_third_moments_identify_the_class_balance():
+    # second moments alone leave a flat direction for k = 2: the balance drifts far off
+    data = make_synthetic(n=20_000, m=6, cardinality=2, unipolar_fraction=0.0, seed=11)
+    rng = np.random.default_rng(0)
+    fires = rng.random(data.Y.size) < np.where(data.Y == 1, 0.8, 0.05)
+    L = np.column_stack([np.where(fires, 1, -1), data.L]).astype(np.int8)
+    errors = {}
+    for order in (2, 3):
+        model = LabelModel(cardinality=2, balance_moments=order, **WELL_SPECIFIED)
+        model.fit(L, class_balance="estimate")
+        errors[order] = np.abs(model.class_balance_ - data.class_balance).max()
+    assert errors[3] < 0.02 < 0.1 < errors[2], errors
+    with pytest.raises(ConfigError, match="balance_moments"):
+        LabelModel(balance_moments=4).fit(L)
