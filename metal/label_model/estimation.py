@@ -242,6 +242,7 @@ def fit_moments(
     tol: float = 1e-10,
     l2: float = 0.0,
     tied: bool = False,
+    projection: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
 ) -> MomentFit:
@@ -269,6 +270,10 @@ def fit_moments(
         class it disagrees with (the paper's simplified class-conditional model; far better
         conditioned for sparse, unipolar sources). If False, every ``(indicator, class)`` pair
         is free.
+    projection
+        Optional ``(d, K)`` int array: ``mu[a, y]`` shares one parameter across the classes
+        ``y`` with the same ``projection[a, y]`` (e.g. feasible vectors that agree on a
+        source's tasks). Needs ``method="moments"``; ignored when ``tied``.
     device
         Torch device for the fit (``"cpu"`` or ``"cuda"``).
     seed
@@ -301,7 +306,20 @@ def fit_moments(
         device=dev,
     )
     agree = torch.as_tensor(problem.agreement, dtype=torch.float64, device=dev)
-    if tied:
+    projected = projection is not None and not tied
+    if projected:
+        assert projection is not None
+        if method != "moments":
+            raise ConfigError("a projection (tied blocks of classes) needs method='moments'")
+        proj = torch.as_tensor(projection, dtype=torch.int64, device=dev)
+        # start: the mean logit of the untied starting point over each tied block
+        n_blocks = int(projection.max()) + 1
+        block_sum = torch.zeros(proj.shape[0], n_blocks, dtype=torch.float64, device=dev)
+        block_sum.scatter_add_(1, proj, logits0)
+        count = torch.zeros_like(block_sum).scatter_add_(1, proj, torch.ones_like(logits0))
+        theta = (block_sum / count.clamp_min(1.0)).requires_grad_(True)
+        params = [theta]
+    elif tied:
         on = (logits0 * agree).sum(1) / agree.sum(1).clamp_min(1e-12)
         off = (logits0 * (1 - agree)).sum(1) / (1 - agree).sum(1).clamp_min(1e-12)
         # "better than random" per indicator: on = off + softplus(gap) >= off
@@ -314,6 +332,8 @@ def fit_moments(
         params = [free]
 
     def current_logits() -> torch.Tensor:
+        if projected:
+            return theta.gather(1, proj)
         if tied:
             return ab[:, 1:2] + torch.nn.functional.softplus(ab[:, 0:1]) * agree
         return free
@@ -371,7 +391,8 @@ def fit_moments(
             # the prior pins the class names: restart from the renamed solution
             refit = fit_moments(
                 problem, K, class_balance=class_balance, method=method, init_mu=mu,
-                max_iter=max_iter, tol=tol, l2=l2, tied=tied, device=dev, seed=seed,
+                max_iter=max_iter, tol=tol, l2=l2, tied=tied, projection=projection,
+                device=dev, seed=seed,
             )
             refit.permutation = perm
             return refit

@@ -29,22 +29,14 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
 from metal.errors import ConfigError, LabelMatrixError, NotFittedError
 from metal.label_model.base import check_fit_params
 from metal.label_model.estimation import (
-    MomentFit,
     MomentProblem,
-    _lbfgs,
-    _logits_from_mu,
-    _Parameterisation,
-    _resolve_device,
     fit_moments,
-    initial_mu,
-    name_classes,
 )
 from metal.label_model.label_model import FitInfo, MetalWarning
 from metal.label_model.statistics import SourceStatistics
@@ -350,74 +342,6 @@ def agreement_projection(agreement: np.ndarray) -> np.ndarray:
     return np.take_along_axis(rank, pos, axis=1)
 
 
-def fit_moments_tied(problem: MomentProblem, K: int, projection: np.ndarray, *,
-                     class_balance: np.ndarray | None, max_iter: int, tol: float, l2: float,
-                     device: str, init_mu: np.ndarray | None = None) -> MomentFit:
-    """:func:`fit_moments` (method ``"moments"``) with ``mu[a, j]`` tied across the feasible
-    vectors that share the projection ``projection[a, j]`` on the source's coverage set."""
-    dev = _resolve_device(device)
-    groups = torch.as_tensor(problem.groups, dtype=torch.int64, device=dev)
-    param = _Parameterisation(groups, problem.n_groups, K)
-    means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
-    target = torch.as_tensor(problem.second, dtype=torch.float64, device=dev)
-    mask = torch.as_tensor(problem.omega, device=dev)
-    scale = max(float((target[mask] ** 2).sum() + (means**2).sum()), 1e-30)
-    proj = torch.as_tensor(projection, dtype=torch.int64, device=dev)
-    n_proj = int(projection.max()) + 1
-    # start: the mean logit of the untied starting point over each tied block
-    start = initial_mu(problem, K) if init_mu is None else init_mu
-    logits_full = _logits_from_mu(start, problem.groups, problem.n_groups)
-    tied0 = np.zeros((projection.shape[0], n_proj))
-    cnt = np.zeros_like(tied0)
-    rows = np.repeat(np.arange(projection.shape[0]), K)
-    np.add.at(tied0, (rows, projection.ravel()), logits_full.ravel())
-    np.add.at(cnt, (rows, projection.ravel()), 1.0)
-    tied0 = tied0 / np.maximum(cnt, 1.0)
-    theta0 = torch.tensor(tied0, dtype=torch.float64, device=dev)
-    theta = theta0.clone().requires_grad_(True)
-    params = [theta]
-    estimate_balance = class_balance is None
-    p_logits = torch.zeros(K, dtype=torch.float64, device=dev, requires_grad=estimate_balance)
-    if estimate_balance:
-        params.append(p_logits)
-    p_fixed = None if class_balance is None else torch.as_tensor(
-        class_balance, dtype=torch.float64, device=dev)
-
-    def balance() -> torch.Tensor:
-        return torch.softmax(p_logits, 0) if p_fixed is None else p_fixed
-
-    def loss_fn() -> torch.Tensor:
-        mu, _ = param(theta.gather(1, proj))
-        p = balance()
-        R = (target - mu @ (mu * p).T)[mask]
-        r1 = means - mu @ p
-        loss = ((R**2).sum() + (r1**2).sum()) / scale
-        if l2 > 0:
-            loss = loss + l2 * ((theta - theta0) ** 2).mean()
-        return loss
-
-    loss, n_iter = _lbfgs(params, loss_fn, max_iter, tol)
-    with torch.no_grad():
-        mu_t, abst_t = param(theta.gather(1, proj))
-        mu, abstain = mu_t.cpu().numpy(), abst_t.cpu().numpy()
-        p = balance().cpu().numpy().copy()
-    perm = name_classes(mu, problem.agreement)
-    if not np.array_equal(perm, np.arange(K)):
-        inv = np.argsort(perm)
-        mu, abstain = mu[:, inv], abstain[:, inv]
-        if estimate_balance:
-            p = p[inv]
-        elif init_mu is None:
-            # the prior pins the class names: restart from the renamed solution
-            refit = fit_moments_tied(problem, K, projection, class_balance=class_balance,
-                                     max_iter=max_iter, tol=tol, l2=l2, device=device,
-                                     init_mu=mu)
-            refit.permutation = perm
-            return refit
-    return MomentFit(mu=mu, abstain=abstain, class_balance=p, loss=loss, n_iter=n_iter,
-                     permutation=perm)
-
-
 # ---------------------------------------------------------------------------- the model
 def _check_task_graph(task_graph: Any) -> TaskGraph:
     if not isinstance(task_graph, TaskGraph):
@@ -651,10 +575,9 @@ class MultiTaskLabelModel:
         elif self.tie != "none":
             projection = (coverage_projection(src, coding.coverage, g.feasible)
                           if self.tie == "coverage" else agreement_projection(agreement))
-            result = fit_moments_tied(
-                problem, K, projection,
-                class_balance=p, max_iter=int(self.max_iter), tol=float(self.tol),
-                l2=float(self.l2), device=self.device)
+            result = fit_moments(problem, K, class_balance=p, projection=projection,
+                                 max_iter=int(self.max_iter), tol=float(self.tol),
+                                 l2=float(self.l2), device=self.device, seed=int(self.seed))
         else:
             result = fit_moments(problem, K, class_balance=p, method=self.method,
                                  max_iter=int(self.max_iter), tol=float(self.tol),
