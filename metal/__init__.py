@@ -9,12 +9,16 @@ from metal.data.crowd import crowd_to_label_matrix, load_crowd
 from metal.data.wrench import load_wrench
 from metal.errors import (
     ConfigError,
+    CrowdFormatError,
+    DataFormatError,
+    LabelingFunctionError,
     LabelMatrixError,
     MetalError,
     NotFittedError,
     NotIdentifiableError,
     SaveFormatError,
     TaskGraphError,
+    WrenchFormatError,
 )
 from metal.label_model import (
     LabelModel,
@@ -36,6 +40,10 @@ from metal.tasks import TaskGraph, TaskHierarchy
 __all__ = [
     "ABSTAIN",
     "ConfigError",
+    "CrowdFormatError",
+    "DataFormatError",
+    "LabelingFunctionError",
+    "WrenchFormatError",
     "DawidSkene",
     "LFApplier",
     "LabelingFunction",

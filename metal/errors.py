@@ -43,3 +43,19 @@ class NotIdentifiableError(MetalError):
 
 class SaveFormatError(MetalError, ValueError):
     """A saved model file is missing, corrupt, or from an incompatible format version."""
+
+
+class DataFormatError(MetalError, ValueError):
+    """A data file or folder (WRENCH, crowd csv, npz) is missing, malformed or inconsistent."""
+
+
+class WrenchFormatError(DataFormatError):
+    """A WRENCH folder or file is missing, malformed, or inconsistent."""
+
+
+class CrowdFormatError(DataFormatError):
+    """Crowd answers or truth files are missing, malformed or inconsistent."""
+
+
+class LabelingFunctionError(MetalError, ValueError):
+    """A labeling function was declared wrongly or returned something that is not a label."""

@@ -17,13 +17,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from metal.errors import MetalError
+from metal.errors import CrowdFormatError
 
 DUPLICATE_POLICIES = ("error", "first", "last")
-
-
-class CrowdFormatError(MetalError, ValueError):
-    """Crowd answers or truth files are missing, malformed or inconsistent."""
 
 
 class CrowdMatrix(NamedTuple):

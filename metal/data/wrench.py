@@ -32,14 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from metal.errors import MetalError
+from metal.errors import WrenchFormatError
 
 SPLITS = ("train", "valid", "test")
 _SPLIT_ALIASES = {"train": ("train",), "valid": ("valid", "dev"), "test": ("test",)}
-
-
-class WrenchFormatError(MetalError, ValueError):
-    """A WRENCH folder or file is missing, malformed, or inconsistent."""
 
 
 @dataclass(frozen=True)

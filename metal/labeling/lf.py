@@ -27,15 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from metal.errors import MetalError
+from metal.errors import LabelingFunctionError
 
 ABSTAIN = -1
 
 Preprocessor = Callable[[Any], Any]
-
-
-class LabelingFunctionError(MetalError, ValueError):
-    """A labeling function was declared wrongly or returned something that is not a label."""
 
 
 class Row(dict):  # type: ignore[type-arg]
