@@ -25,7 +25,6 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-from scipy.stats import chi2
 
 from metal.errors import ConfigError
 
@@ -284,6 +283,8 @@ def learn_dependencies(
     iu, ju = np.triu_indices(m, 1)
     n_pairs = iu.size
     df = (k + 1) ** 2 - 1
+    from scipy.stats import chi2  # heavy import, only needed here
+
     threshold = chi2.isf(alpha / max(n_pairs, 1), df)
 
     graph = nx.Graph()

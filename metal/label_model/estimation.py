@@ -31,12 +31,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
 from metal.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `import metal` stays light
+    import torch
 
 METHODS = ("moments", "inverse")
 
@@ -98,6 +101,8 @@ class MomentFit:
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
+    import torch
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -137,6 +142,8 @@ class _Parameterisation:
         self.K = K
 
     def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         zeros = torch.zeros(self.n_groups, self.K, dtype=logits.dtype, device=logits.device)
         index = self.groups[:, None].expand_as(logits)
         gmax = zeros.scatter_reduce(0, index, logits.detach(), "amax", include_self=True)
@@ -153,14 +160,20 @@ class _ThreadLimit:
     """
 
     def __init__(self, d: int, threshold: int = 400) -> None:
+        import torch
+
         self.active = d < threshold
         self.saved = torch.get_num_threads()
 
     def __enter__(self) -> None:
+        import torch
+
         if self.active and self.saved != 1:
             torch.set_num_threads(1)
 
     def __exit__(self, *exc: object) -> None:
+        import torch
+
         if self.active and self.saved != 1:
             torch.set_num_threads(self.saved)
 
@@ -171,6 +184,8 @@ def _lbfgs(
     max_iter: int,
     tol: float,
 ) -> tuple[float, int]:
+    import torch
+
     opt = torch.optim.LBFGS(
         params,
         lr=1.0,
@@ -205,6 +220,8 @@ def complete_low_rank(
     seed: int = 0,
 ) -> np.ndarray:
     """Algorithm 1's completion step: return ``Q``, the estimate of ``mu P mu^T`` everywhere."""
+    import torch
+
     dev = _resolve_device(device)
     O = torch.as_tensor(problem.second, dtype=torch.float64, device=dev)
     d = O.shape[0]
@@ -279,6 +296,8 @@ def fit_moments(
     seed
         Seed of this fit's own random generator (no global state is touched).
     """
+    import torch
+
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is not known; expected one of {METHODS}")
     dev = _resolve_device(device)
