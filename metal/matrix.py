@@ -52,7 +52,18 @@ class LabelMatrix:
     n_rows: int
     n_sources: int
     max_label: int  # highest class label present, -1 if there is no vote at all
-    n_votes: int
+
+    @property
+    def has_votes(self) -> bool:
+        return self.max_label >= 0
+
+    @property
+    def n_votes(self) -> int:
+        """Number of non-abstain entries (one pass over the data; not needed for validation)."""
+        if isinstance(self.data, sp.csr_matrix):
+            return int(self.data.nnz)
+        return sum(int(np.count_nonzero(self.data[i:i + DEFAULT_CHUNK_ROWS] >= 0))
+                   for i in range(0, self.n_rows, DEFAULT_CHUNK_ROWS))
 
     @property
     def is_sparse(self) -> bool:
@@ -80,16 +91,32 @@ class LabelMatrix:
         return VoteChunk(start, stop, r.astype(np.int64) + start, c.astype(np.int64),
                          dense[r, c].astype(np.int64))
 
-    def column_vote_counts(self) -> np.ndarray:
-        """Number of non-abstain votes per source."""
-        counts = np.zeros(self.n_sources, dtype=np.int64)
-        for chunk in self.iter_votes():
-            counts += np.bincount(chunk.cols, minlength=self.n_sources)
-        return counts
-
 
 def _fail(name: str, what: str, expected: str, fix: str) -> LabelMatrixError:
     return LabelMatrixError(f"{name} {what}; expected {expected}. {fix}")
+
+
+def as_integer_labels(A: np.ndarray, name: str, missing_fix: str) -> np.ndarray:
+    """``A`` as integer labels: floats must be integral and NaN-free, bool and other dtypes fail.
+
+    Shared by every label check (label matrices, gold labels, multi-task votes); an integer
+    array is returned as it is, without a copy.
+    """
+    expected = "integer labels (-1 abstain/unknown, 0..k-1 classes)"
+    if A.dtype.kind == "b":
+        raise _fail(name, "has dtype bool", expected,
+                    "Convert with A.astype(int) and use -1 for abstain.")
+    if A.dtype.kind == "f":
+        if np.isnan(A).any():
+            raise _fail(name, "contains NaN", expected, missing_fix)
+        if A.size and not np.all(np.mod(A, 1) == 0):
+            raise _fail(name, "contains non-integral values", expected,
+                        "Round or map your labels to integers 0..k-1.")
+        return A.astype(np.int64)
+    if A.dtype.kind not in "iu":
+        raise _fail(name, f"has dtype {A.dtype}", "an integer dtype",
+                    "Convert with A.astype(int).")
+    return A
 
 
 def check_label_matrix(
@@ -123,18 +150,9 @@ def check_label_matrix(
         csr = sp.csr_matrix(L)
         if csr.ndim != 2:
             raise _fail(name, f"has {csr.ndim} dimensions", "a 2-D (n, m) matrix", "")
-        data = csr.data
-        if data.dtype.kind == "f":
-            if np.isnan(data).any():
-                raise _fail(name, "contains NaN", "integer labels (-1 abstain, 0..k-1 classes)",
-                            "Replace missing votes by leaving them unstored.")
-            if data.size and not np.all(np.mod(data, 1) == 0):
-                raise _fail(name, "contains non-integral values", "integer class labels",
-                            "Round or map your labels to integers 0..k-1.")
-            csr = sp.csr_matrix((data.astype(np.int64), csr.indices, csr.indptr), shape=csr.shape)
-        elif data.dtype.kind not in "iu":
-            raise _fail(name, f"has dtype {data.dtype}", "an integer dtype",
-                        "Convert with L.astype(int).")
+        data = as_integer_labels(csr.data, name, "Leave missing votes unstored.")
+        if data is not csr.data:
+            csr = sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
         if csr.nnz and (csr.data == ABSTAIN).any():
             raise _fail(
                 name, "is sparse but stores -1 entries",
@@ -157,20 +175,7 @@ def check_label_matrix(
             raise _fail(name, f"has shape {L.shape}", "a 2-D (n_rows, n_sources) matrix",
                         "For one source use L.reshape(-1, 1); multi-task (n, m, t) arrays go to "
                         "MultiTaskLabelModel.")
-        if L.dtype.kind == "b":
-            raise _fail(name, "has dtype bool", "integer labels (-1 abstain, 0..k-1)",
-                        "Convert with L.astype(int) and use -1 for abstain.")
-        if L.dtype.kind == "f":
-            if np.isnan(L).any():
-                raise _fail(name, "contains NaN", "integer labels with -1 for abstain",
-                            "Replace NaN by -1.")
-            if L.size and not np.all(np.mod(L, 1) == 0):
-                raise _fail(name, "contains non-integral values", "integer class labels",
-                            "Round or map your labels to integers 0..k-1.")
-            L = L.astype(np.int64)
-        elif L.dtype.kind not in "iu":
-            raise _fail(name, f"has dtype {L.dtype}", "an integer dtype",
-                        "Convert with L.astype(int).")
+        L = as_integer_labels(L, name, "Replace NaN by -1.")
         mat = L
         values = L
         n_rows, n_cols = L.shape
@@ -192,13 +197,7 @@ def check_label_matrix(
         raise _fail(name, f"contains the label {hi}",
                     f"labels in 0..{cardinality - 1} (cardinality={cardinality})",
                     "Raise cardinality or remap the labels.")
-    if isinstance(mat, sp.csr_matrix):
-        n_votes = int(mat.nnz)
-    else:  # block by block: a full boolean mask would cost n*m bytes
-        n_votes = sum(int(np.count_nonzero(mat[i:i + DEFAULT_CHUNK_ROWS] >= 0))
-                      for i in range(0, n_rows, DEFAULT_CHUNK_ROWS))
-    return LabelMatrix(data=mat, n_rows=int(n_rows), n_sources=int(n_cols), max_label=hi,
-                       n_votes=n_votes)
+    return LabelMatrix(data=mat, n_rows=int(n_rows), n_sources=int(n_cols), max_label=hi)
 
 
 def check_gold(Y: Any, n_rows: int, cardinality: int, name: str = "Y") -> np.ndarray:
@@ -209,14 +208,7 @@ def check_gold(Y: Any, n_rows: int, cardinality: int, name: str = "Y") -> np.nda
             f"{name} has shape {Y.shape}; expected ({n_rows},), one gold label per row of L. "
             "Pass the gold labels of the same rows, in the same order."
         )
-    if Y.dtype.kind == "f":
-        if np.isnan(Y).any() or not np.all(np.mod(Y, 1) == 0):
-            raise LabelMatrixError(f"{name} has NaN or non-integral values; expected integer "
-                                   "labels 0..k-1 (-1 for unknown). Convert with Y.astype(int).")
-        Y = Y.astype(np.int64)
-    elif Y.dtype.kind not in "iu":
-        raise LabelMatrixError(f"{name} has dtype {Y.dtype}; expected integers 0..k-1 (-1 for "
-                               "unknown).")
+    Y = as_integer_labels(Y, name, "Use -1 for rows without a gold label.")
     if Y.size and (Y.min() < -1 or Y.max() >= cardinality):
         raise LabelMatrixError(
             f"{name} has labels in [{Y.min()}, {Y.max()}]; expected 0..{cardinality - 1} "

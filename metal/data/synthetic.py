@@ -33,6 +33,18 @@ class SyntheticData:
         return int(self.class_balance.shape[0])
 
 
+def draw_class_balance(
+    K: int, class_balance: np.ndarray | None, rng: np.random.Generator, what: str = ""
+) -> np.ndarray:
+    """The given ``P(Y)`` (checked), or a draw from a Dirichlet(5) (never too skewed)."""
+    if class_balance is None:
+        return rng.dirichlet(np.full(K, 5.0))
+    p = np.asarray(class_balance, dtype=np.float64)
+    if p.shape != (K,) or (p < 0).any() or abs(p.sum() - 1) > 1e-6:
+        raise ConfigError(f"class_balance must be {K} probabilities summing to 1{what}")
+    return p
+
+
 def make_conditional_probs(
     m: int,
     cardinality: int,
@@ -127,12 +139,7 @@ def make_synthetic(
     if not (0 < coverage[0] <= coverage[1] <= 1 and 0 < accuracy[0] <= accuracy[1] <= 1):
         raise ConfigError(f"coverage={coverage} and accuracy={accuracy} must be ranges in (0, 1]")
     rng = np.random.default_rng(seed)
-    if class_balance is None:
-        p = rng.dirichlet(np.full(cardinality, 5.0))
-    else:
-        p = np.asarray(class_balance, dtype=np.float64)
-        if p.shape != (cardinality,) or (p < 0).any() or abs(p.sum() - 1) > 1e-6:
-            raise ConfigError(f"class_balance must be {cardinality} probabilities summing to 1")
+    p = draw_class_balance(cardinality, class_balance, rng)
     cond, unipolar = make_conditional_probs(m, cardinality, rng, coverage, accuracy,
                                             unipolar_fraction, class_dependent_coverage)
     Y = rng.choice(cardinality, size=n, p=p)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from metal.data.synthetic import make_conditional_probs
+from metal.data.synthetic import draw_class_balance, make_conditional_probs
 from metal.errors import ConfigError
 
 MAX_COMPONENT_VALUES = 200_000
@@ -133,10 +133,7 @@ def make_dependent_synthetic(
         raise ConfigError(f"coupling={coupling!r} is not known; use 'agree' (dependent sources "
                           "agree) or 'errors' (dependent sources share their mistakes)")
     rng = np.random.default_rng(seed)
-    p = rng.dirichlet(np.full(k, 5.0)) if class_balance is None else \
-        np.asarray(class_balance, dtype=np.float64)
-    if p.shape != (k,) or abs(p.sum() - 1) > 1e-6:
-        raise ConfigError(f"class_balance must be {k} probabilities summing to 1")
+    p = draw_class_balance(k, class_balance, rng)
     base, _ = make_conditional_probs(m, k, rng, coverage, accuracy, unipolar_fraction)
     if graph is None:
         graph = plant_edges(m, n_independent, density, rng)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metal.data.synthetic import draw_class_balance
 from metal.errors import ConfigError
 from metal.tasks.graph import TaskGraph
 from metal.tasks.hierarchy import TaskHierarchy
@@ -226,13 +227,7 @@ def make_hierarchical_synthetic(
     specs = list(default_sources(task_graph, seed) if sources is None else sources)
     if not specs:
         raise ConfigError("sources is empty; give at least one SourceSpec")
-    if class_balance is None:
-        p = rng.dirichlet(np.full(K, 5.0))
-    else:
-        p = np.asarray(class_balance, dtype=np.float64)
-        if p.shape != (K,) or (p < 0).any() or abs(p.sum() - 1) > 1e-6:
-            raise ConfigError(f"class_balance must be {K} probabilities summing to 1 (one per "
-                              "feasible vector)")
+    p = draw_class_balance(K, class_balance, rng, " (one per feasible vector)")
     cards = np.asarray(task_graph.cardinalities, dtype=np.int64)
     Yj = rng.choice(K, size=n, p=p)
     L = np.full((n, len(specs), t), -1, dtype=np.int8 if cards.max() < 127 else np.int32)

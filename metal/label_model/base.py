@@ -34,6 +34,13 @@ def check_class_balance(class_balance: Any, cardinality: int) -> np.ndarray:
     return p
 
 
+def check_is_fitted(model: object, attr: str = "class_balance_") -> None:
+    """Raise :class:`NotFittedError` unless ``model`` has the fitted attribute ``attr``."""
+    if not hasattr(model, attr):
+        raise NotFittedError(f"this {type(model).__name__} is not fitted yet; call "
+                             f".fit(L) before using it")
+
+
 def check_fit_params(model: Any) -> None:
     """Validate the estimator hyperparameters shared by the moment-based label models."""
     from metal.label_model.estimation import METHODS
@@ -64,9 +71,7 @@ class BaseLabelModel:
     seed: int
 
     def _check_fitted(self, attr: str = "class_balance_") -> None:
-        if not hasattr(self, attr):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call "
-                                 f".fit(L) before using it")
+        check_is_fitted(self, attr)
 
     def predict_proba(self, L: LabelInput) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

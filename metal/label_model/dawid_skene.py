@@ -106,7 +106,7 @@ class DawidSkene(BaseLabelModel):
         """
         k = self._check_params()
         lm = check_label_matrix(L, cardinality=k)
-        if lm.n_votes == 0:
+        if not lm.has_votes:
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         if class_balance is not None and Y_dev is not None:

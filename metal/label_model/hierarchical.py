@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from metal.errors import ConfigError, NotFittedError
+from metal.errors import ConfigError
+from metal.label_model.base import check_is_fitted
 from metal.label_model.label_model import LabelModel, MetalWarning
 from metal.label_model.multitask import (
     MultiTaskChunk,
@@ -211,8 +212,7 @@ class SeparateTaskLabelModels:
 
     def predict_proba(self, L: Any) -> list[np.ndarray]:
         """Per task ``(n, k_s)`` posteriors of the per-task models."""
-        if not hasattr(self, "models_"):
-            raise NotFittedError("this SeparateTaskLabelModels is not fitted yet; call .fit(L)")
+        check_is_fitted(self, "models_")
         g = self.task_graph
         votes = check_multitask_votes(L, g)
         out = []

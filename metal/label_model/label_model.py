@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -208,7 +208,7 @@ class LabelModel(BaseLabelModel):
         """
         k = self._check_params()
         lm = check_label_matrix(L, cardinality=k)
-        if lm.n_votes == 0:
+        if not lm.has_votes:
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         p, p_source = resolve_class_balance(class_balance, Y_dev, k)
@@ -350,7 +350,9 @@ class LabelModel(BaseLabelModel):
         voted = ((1.0 - cond[:, k, :]) * p).sum(axis=1)
         return np.divide(correct, voted, out=np.full_like(correct, np.nan), where=voted > 0)
 
-    def _log_tables(self) -> tuple[np.ndarray, np.ndarray]:
+    def _log_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-indicator log-likelihood table, the per-class base score, and the mask of
+        indicators never seen in fit (their table rows are 0: no evidence)."""
         floor = float(self.prob_floor)
         coding = self.coding_
         mu = np.clip(self.indicator_probs_, max(floor, 1e-12), None)
@@ -365,7 +367,7 @@ class LabelModel(BaseLabelModel):
         unseen = np.ones(coding.n_indicators, dtype=bool)
         unseen[self.emitted_] = False
         table[unseen] = 0.0  # a value never seen in fit carries no evidence
-        return table, base
+        return table, base, unseen
 
     def predict_log_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` log posterior ``log P(Y = y | lambda)``."""
@@ -374,9 +376,7 @@ class LabelModel(BaseLabelModel):
         lm = check_label_matrix(L, cardinality=k, n_sources=self.n_sources_)
         if not self.coding_.all_singletons:
             return self._predict_log_proba_junction(lm)
-        table, base = self._log_tables()
-        unseen = np.ones(self.coding_.n_indicators, dtype=bool)
-        unseen[self.emitted_] = False
+        table, base, unseen = self._log_tables()
         out = np.empty((lm.n_rows, k))
         n_unseen = 0
         for chunk in lm.iter_votes(int(self.chunk_rows)):
@@ -386,10 +386,7 @@ class LabelModel(BaseLabelModel):
                               shape=(chunk.stop - chunk.start, self.coding_.n_indicators))
             scores = base[None, :] + A @ table
             out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
-        if n_unseen:
-            warnings.warn(f"{n_unseen} votes use a value their source never emitted during fit; "
-                          "they were treated as abstentions. Refit on data that includes them.",
-                          MetalWarning, stacklevel=2)
+        _warn_unseen(n_unseen, stacklevel=2)
         return out
 
     def _predict_log_proba_junction(self, lm: LabelMatrix) -> np.ndarray:
@@ -407,10 +404,7 @@ class LabelModel(BaseLabelModel):
             n_unseen += int(unseen[chunk.cols * k + chunk.values].sum())
             scores = SourceCoding.factor_scores(chunk, tables)
             out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
-        if n_unseen:
-            warnings.warn(f"{n_unseen} votes use a value their source never emitted during fit; "
-                          "they were treated as abstentions. Refit on data that includes them.",
-                          MetalWarning, stacklevel=3)
+        _warn_unseen(n_unseen, stacklevel=3)
         return out
 
     def predict_proba(self, L: LabelInput) -> np.ndarray:
@@ -462,12 +456,32 @@ class LabelModel(BaseLabelModel):
         return model
 
 
-def resolve_class_balance(class_balance: Any, Y_dev: Any, k: int) -> tuple[np.ndarray | None, str]:
-    """The prior to fit with (``None`` = estimate it) and where it came from."""
+def _warn_unseen(n_unseen: int, stacklevel: int) -> None:
+    """Warn about votes with values unseen in fit (``stacklevel`` as seen by the caller)."""
+    if n_unseen:
+        warnings.warn(f"{n_unseen} votes use a value their source never emitted during fit; "
+                      "they were treated as abstentions. Refit on data that includes them.",
+                      MetalWarning, stacklevel=stacklevel + 1)
+
+
+def resolve_class_balance(
+    class_balance: Any,
+    Y_dev: Any,
+    k: int,
+    *,
+    from_gold: Callable[[Any], np.ndarray] | None = None,
+    check: Callable[[Any], np.ndarray] | None = None,
+) -> tuple[np.ndarray | None, str]:
+    """The prior to fit with (``None`` = estimate it) and where it came from.
+
+    ``from_gold`` and ``check`` turn ``Y_dev`` into a prior and validate a given one; the
+    defaults are the single-task ones (the multi-task model passes its own, over the feasible
+    vectors).
+    """
     if class_balance is not None and Y_dev is not None:
         raise ConfigError("pass class_balance or Y_dev, not both")
     if Y_dev is not None:
-        return balance_from_gold(Y_dev, k), "Y_dev"
+        return (balance_from_gold(Y_dev, k) if from_gold is None else from_gold(Y_dev)), "Y_dev"
     if class_balance is None or (isinstance(class_balance, str) and class_balance == "uniform"):
         return np.full(k, 1.0 / k), "uniform"
     if isinstance(class_balance, str):
@@ -475,7 +489,8 @@ def resolve_class_balance(class_balance: Any, Y_dev: Any, k: int) -> tuple[np.nd
             return None, "estimated"
         raise ConfigError(f"class_balance={class_balance!r} is not known; expected an array of "
                           "k probabilities, 'uniform' or 'estimate'")
-    return check_class_balance(class_balance, k), "given"
+    return (check_class_balance(class_balance, k) if check is None
+            else check(class_balance)), "given"
 
 
 def label_statistics(L: LabelInput, cardinality: int,

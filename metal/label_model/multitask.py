@@ -32,15 +32,20 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
-from metal.errors import ConfigError, LabelMatrixError, NotFittedError
-from metal.label_model.base import check_fit_params
+from metal.errors import ConfigError, LabelMatrixError
+from metal.label_model.base import check_fit_params, check_is_fitted
 from metal.label_model.estimation import (
     MomentProblem,
     fit_moments,
 )
-from metal.label_model.label_model import FitInfo, MetalWarning
+from metal.label_model.label_model import FitInfo, MetalWarning, resolve_class_balance
 from metal.label_model.statistics import SourceStatistics
-from metal.matrix import DEFAULT_CHUNK_ROWS, LabelMatrix, check_label_matrix
+from metal.matrix import (
+    DEFAULT_CHUNK_ROWS,
+    LabelMatrix,
+    as_integer_labels,
+    check_label_matrix,
+)
 from metal.metrics import probs_to_preds, score_predictions
 from metal.tasks.graph import TaskGraph, task_graph_from_dict
 
@@ -112,12 +117,6 @@ class MultiTaskVotes:
             cov[ch.sources[r], s] = True
         return cov
 
-    def n_votes(self) -> int:
-        if self.dense is not None:
-            return int(np.count_nonzero((self.dense >= 0).any(axis=2)))
-        assert self.per_task is not None
-        return sum(lm.column_vote_counts().sum() for lm in self.per_task if lm is not None)
-
 
 def check_multitask_votes(L: Any, task_graph: TaskGraph, name: str = "L") -> MultiTaskVotes:
     """Validate multi-task votes against a task graph.
@@ -183,13 +182,7 @@ def check_multitask_votes(L: Any, task_graph: TaskGraph, name: str = "L") -> Mul
     if L.shape[0] == 0 or L.shape[1] == 0:
         raise LabelMatrixError(f"{name} is empty (shape {L.shape}); expected at least one row "
                                "and one source")
-    if L.dtype.kind == "f":
-        if np.isnan(L).any() or not np.all(np.mod(L, 1) == 0):
-            raise LabelMatrixError(f"{name} has NaN or non-integral values; expected integer "
-                                   "labels (-1 abstain). Convert with L.astype(int)")
-        L = L.astype(np.int64)
-    elif L.dtype.kind not in "iu":
-        raise LabelMatrixError(f"{name} has dtype {L.dtype}; expected an integer dtype")
+    L = as_integer_labels(L, name, "Replace NaN by -1.")
     lo, hi = L.min(axis=(0, 1)), L.max(axis=(0, 1))
     for s in range(t):
         if lo[s] < -1 or hi[s] >= card[s]:
@@ -467,9 +460,7 @@ class MultiTaskLabelModel:
         return g
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "class_balance_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call .fit(L) "
-                                 "before using it")
+        check_is_fitted(self)
 
     def _votes(self, L: Any) -> MultiTaskVotes:
         votes = check_multitask_votes(L, self.task_graph)
@@ -519,35 +510,26 @@ class MultiTaskLabelModel:
         """
         g = self._check_params()
         votes = check_multitask_votes(L, g)
-        if votes.n_votes() == 0:
+        coverage = votes.coverage(int(self.chunk_rows))
+        if not coverage.any():
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         K = g.n_feasible
-        if class_balance is not None and Y_dev is not None:
-            raise ConfigError("pass class_balance or Y_dev, not both")
-        if class_balance is None and Y_dev is None:
-            class_balance = "uniform"  # the default, as in LabelModel (see its fit docstring)
-        if isinstance(class_balance, str):
-            if class_balance not in ("uniform", "estimate"):
-                raise ConfigError(f"class_balance={class_balance!r} is not known; expected "
-                                  "an array, 'uniform' or 'estimate'")
-            if Y_dev is not None:
-                raise ConfigError("pass class_balance or Y_dev, not both")
-            class_balance = np.full(K, 1.0 / K) if class_balance == "uniform" else None
-        if class_balance is not None:
-            p = np.asarray(class_balance, dtype=np.float64)
+
+        def check_prior(prior: Any) -> np.ndarray:
+            p = np.asarray(prior, dtype=np.float64)
             if p.shape != (K,) or not np.all(np.isfinite(p)) or (p <= 0).any() \
                     or abs(p.sum() - 1.0) > 1e-6:
                 raise ConfigError(
                     f"class_balance has shape {p.shape}; expected ({K},) positive probabilities "
                     "summing to 1, one per feasible label vector (rows of task_graph.feasible)"
                 )
-            p_source = "given"
-        elif Y_dev is not None:
-            p, p_source = joint_balance_from_gold(Y_dev, g), "Y_dev"
-        else:
-            p, p_source = None, "estimated"
-        coding = MultiTaskCoding(g.cardinalities, votes.coverage(int(self.chunk_rows)))
+            return p
+
+        p, p_source = resolve_class_balance(
+            class_balance, Y_dev, K, from_gold=lambda Y: joint_balance_from_gold(Y, g),
+            check=check_prior)
+        coding = MultiTaskCoding(g.cardinalities, coverage)
         stats = coding.statistics(votes, int(self.chunk_rows))
         return self._fit_statistics(stats, coding, p, p_source, votes)
 
