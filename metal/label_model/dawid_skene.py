@@ -24,7 +24,6 @@ from metal.label_model.base import (
     check_cardinality,
     check_class_balance,
 )
-from metal.label_model.baselines import vote_counts
 from metal.matrix import LabelInput, LabelMatrix, check_label_matrix
 
 
@@ -119,7 +118,7 @@ class DawidSkene(BaseLabelModel):
         A = _indicators(lm, k)
         counts = np.asarray(A.sum(axis=0)).reshape(lm.n_sources, k)  # votes per (source, value)
         # Initialise the posterior with the majority vote (vote shares; no vote -> uniform).
-        share = vote_counts(lm.data, k)
+        share = np.asarray(A @ np.tile(np.eye(k), (lm.n_sources, 1)))  # votes per class per row
         total = share.sum(axis=1, keepdims=True)
         T = np.where(total > 0, share / np.maximum(total, 1), 1.0 / k)
         ll_prev = -np.inf

@@ -207,11 +207,8 @@ class LFApplier:
             the source and the row.
         """
         votes, n_rows, faults, first = self._run(_blocks(data, int(self.chunk_rows)), total)
-        self.n_rows_ = n_rows
-        self.fault_counts_ = faults
-        self.first_faults_ = first
-        _warn_faults(faults, first, n_rows)
-        return self._assemble(votes, n_rows)
+        self._record_faults(n_rows, faults, first)
+        return self._output([v.to_csr(n_rows) for v in votes])
 
     def _targets(self) -> tuple[list[str | None], list[list[tuple[int, int]]]]:
         """Output matrices, and for each source its (matrix, column) per declared task."""
@@ -234,10 +231,18 @@ class LFApplier:
             return [_Votes(len(self.lfs))]
         return [_Votes(len(self.task_sources[str(t)])) for t in tasks]
 
-    def _assemble(self, votes: list[_Votes], n_rows: int) -> LabelOutput:
+    def _output(self, mats: list[sp.csr_matrix]) -> LabelOutput:
+        """The matrix (single task) or ``{task: matrix}`` (task-bound sources)."""
         if not self.multi_task:
-            return votes[0].to_csr(n_rows)
-        return {t: v.to_csr(n_rows) for t, v in zip(self.task_sources, votes, strict=True)}
+            return mats[0]
+        return dict(zip(self.task_sources, mats, strict=True))
+
+    def _record_faults(self, n_rows: int, faults: dict[str, int], first: dict[str, str]) -> None:
+        """Store the run's row count and faults, and warn about any fault."""
+        self.n_rows_ = n_rows
+        self.fault_counts_ = faults
+        self.first_faults_ = first
+        _warn_faults(faults, first, n_rows)
 
     def _run(self, blocks: Iterator[_Block], total: int | None
              ) -> tuple[list[_Votes], int, dict[str, int], dict[str, str]]:
@@ -371,7 +376,7 @@ def _warn_faults(faults: dict[str, int], first: dict[str, str], n_rows: int) -> 
     warnings.warn(
         f"{sum(failing.values())} labeling faults, counted as abstentions: " + "; ".join(parts)
         + ". Inspect applier.fault_counts_ / first_faults_, and fix the sources.",
-        LabelingFaultWarning, stacklevel=3)
+        LabelingFaultWarning, stacklevel=4)  # _warn_faults <- _record_faults <- apply
 
 
 def _is_dask(data: Any) -> bool:

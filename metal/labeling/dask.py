@@ -19,7 +19,6 @@ from metal.labeling.apply import (
     LabelOutput,
     LFApplier,
     _frame_blocks,
-    _warn_faults,
     csr_from_votes,
 )
 from metal.labeling.lf import LabelingFunction, LabelingFunctionError
@@ -89,16 +88,11 @@ class DaskLFApplier(LFApplier):
             for name, msg in p_first.items():
                 first.setdefault(name, f"partition {p_index}, {msg}")
             offset += n
-        self.n_rows_ = offset
-        self.fault_counts_ = faults
-        self.first_faults_ = first
-        _warn_faults(faults, first, offset)
+        self._record_faults(offset, faults, first)
         widths = [v.n_cols for v in self._new_votes()]
         mats = []
         for ps, width in zip(pieces, widths, strict=True):
             rows, cols, vals = (np.concatenate([p[j] for p in ps]) if ps
                                 else np.zeros(0, np.int64) for j in range(3))
             mats.append(csr_from_votes(rows, cols, vals, shape=(offset, width)))
-        if not self.multi_task:
-            return mats[0]
-        return dict(zip(self.task_sources, mats, strict=True))
+        return self._output(mats)
