@@ -197,13 +197,26 @@ def votes_only_held_out(data: VoteData, result: EMResult, held_w: np.ndarray) ->
     return float(held_w @ log_marginal / max(float(held_w.sum()), 1e-300))
 
 
+def multi_valued_share(data: VoteData) -> float:
+    """Share of the votes cast by sources that emit more than one value."""
+    per_value = data.vote_counts().reshape(data.n_sources, data.cardinality)
+    multi = (per_value > 0).sum(axis=1) > 1
+    total = float(per_value.sum())
+    return float(per_value[multi].sum() / total) if total > 0 else 0.0
+
+
 def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
                 candidates: tuple[str, ...], log_prior: np.ndarray | None, floor: float,
                 seed: int, max_iter: int, tol: float) -> ModeChoice:
     """Apply the rule of the module docstring; ``moment_tables`` None = no moment fit."""
     m, k = data.n_sources, data.cardinality
-    fit_w, held_w = _split_weights(data.counts, seed)
     choice = ModeChoice(chosen="moments" if moment_tables is not None else candidates[0])
+    if moment_tables is not None and multi_valued_share(data) == 0.0:
+        # every source emits a single value: every model scores exactly 0 (step 4), so the
+        # moment fit is kept without running EM
+        choice.reason = "moments: every source emits a single value (nothing to compare)"
+        return choice
+    fit_w, held_w = _split_weights(data.counts, seed)
     if moment_tables is not None:
         choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(
             data, moment_tables, held_w, floor)
