@@ -36,6 +36,7 @@ from metal.label_model.likelihood import (
     choose_mode,
     em_tables,
     keep_class_names,
+    multi_valued_share,
     run_em,
 )
 from metal.label_model.statistics import SourceStatistics, third_moments
@@ -50,6 +51,8 @@ MAX_MOMENT_INDICATORS = 500
 # the default ridge of the moment fit is worth this many rows: l2 = L2_PRIOR_ROWS / n_rows, so
 # it vanishes as the data grows and the estimate stays consistent
 L2_PRIOR_ROWS = 1000.0
+# L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
+START_MAX_ITER = 50
 EVIDENCE = ("votes", "votes_and_abstains", "votes_given_voted")
 
 
@@ -314,7 +317,11 @@ class LabelModel(BaseLabelModel):
             blocks = ((c.stop - c.start, *coding.encode(c))
                       for c in lm.iter_votes(int(self.chunk_rows)))
             third = third_moments(blocks, emitted)
-        self._fit_statistics(stats, coding, p, p_source, third)
+        # when EM will refine it, the moment fit is only a starting point: a short budget
+        starts_em = data is not None and multi_valued_share(data[0]) > 0
+        self._fit_statistics(stats, coding, p, p_source, third,
+                             max_iter=min(int(self.max_iter), START_MAX_ITER) if starts_em
+                             else None)
         if data is not None:
             self._refine(lm, k, data, p, p_source, fixed_balance, candidates, moments=True)
         return self
@@ -411,7 +418,8 @@ class LabelModel(BaseLabelModel):
 
     def _fit_statistics(self, stats: SourceStatistics, coding: SourceCoding,
                         p: np.ndarray | None, p_source: str,
-                        third: np.ndarray | None = None) -> LabelModel:
+                        third: np.ndarray | None = None,
+                        max_iter: int | None = None) -> LabelModel:
         k = int(self.cardinality)
         emitted = stats.emitted()
         group_of_ind = np.searchsorted(coding.offsets, emitted, side="right") - 1
@@ -432,7 +440,8 @@ class LabelModel(BaseLabelModel):
                                 third=None if third is None else third[np.ix_(fit_idx, fit_idx,
                                                                               fit_idx)])
         l2 = L2_PRIOR_ROWS / max(stats.n_rows, 1) if self.l2 is None else float(self.l2)
-        fit_kw = dict(class_balance=p, method=self.method, max_iter=int(self.max_iter),
+        fit_kw = dict(class_balance=p, method=self.method,
+                      max_iter=int(self.max_iter) if max_iter is None else max_iter,
                       tol=float(self.tol), l2=l2,
                       tied=self.parameterization == "tied", device=self.device,
                       seed=int(self.seed))
