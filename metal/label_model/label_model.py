@@ -33,7 +33,9 @@ from metal.label_model.likelihood import (
     ModeChoice,
     Tables,
     VoteData,
+    MAX_DEGENERATE_VOTES,
     choose_mode,
+    degenerate_share,
     em_tables,
     keep_class_names,
     multi_valued_share,
@@ -290,8 +292,14 @@ class LabelModel(BaseLabelModel):
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         p, p_source = resolve_class_balance(class_balance, Y_dev, k)
-        # the moment stage keeps a uniform balance by default; the EM stage then estimates it
-        fixed_balance = p is not None and (class_balance is not None or Y_dev is not None)
+        # the moment stage keeps a uniform balance by default; the EM stage then estimates it.
+        # Y_dev's labels enter EM as pseudo-counts of the classes (evidence added to the
+        # unlabeled rows', not a replacement for it)
+        fixed_balance = p is not None and class_balance is not None
+        self._prior_pseudo: float | np.ndarray = 1.0
+        if Y_dev is not None:
+            self._prior_pseudo = 1.0 + np.bincount(
+                np.asarray(Y_dev)[np.asarray(Y_dev) >= 0], minlength=k).astype(np.float64)
         candidates = self._candidates()
         data = None
         if candidates:
@@ -327,6 +335,31 @@ class LabelModel(BaseLabelModel):
         return self
 
     # ------------------------------------------------------------------ likelihood stage
+    def _balance_by_likelihood(self, data: VoteData, start: np.ndarray, k: int) -> None:
+        """``class_balance="estimate"`` with the moment fit kept: the balance of the
+        maximum-likelihood (abstain-modelled) EM fit, if that fit is not degenerate.
+
+        Second moments leave the balance weakly identified (a flat direction for two
+        classes), so the moment estimate can invert a skewed balance. Otherwise a warning,
+        and the uniform prior.
+        """
+        weights = data.counts.astype(np.float64)
+        res = run_em(data, start, weights, True, None, int(self.max_iter), 1e-7)
+        perm = keep_class_names(start, res, weights, k)
+        tables = em_tables(data, res, True, weights, perm)
+        share = degenerate_share(tables.votes, data.vote_counts(), data.n_sources, k)
+        if share <= MAX_DEGENERATE_VOTES:
+            self.class_balance_ = tables.class_balance
+            return
+        warnings.warn(f"class_balance='estimate': the likelihood fit of the balance treats "
+                      f"{share:.0%} of the votes as no better than random, so its balance is "
+                      "not trusted; using the uniform prior instead (pass class_balance= or "
+                      "Y_dev= if you know it)", MetalWarning, stacklevel=4)
+        self.class_balance_ = np.full(k, 1.0 / k)
+        assert self.fit_info_ is not None
+        self.fit_info_.class_balance_source = "uniform (estimate not trusted)"
+
+
     def _refine(self, lm: LabelMatrix, k: int,
                 vote_data: tuple[VoteData, np.ndarray | sp.csr_matrix],
                 p: np.ndarray | None, p_source: str, fixed_balance: bool,
@@ -335,9 +368,13 @@ class LabelModel(BaseLabelModel):
         data, unique = vote_data
         n_rows = lm.n_rows
         if moments:
+            balance = self.class_balance_
+            if p is None:  # start from the moment tables with a uniform, not a drifted, prior
+                self.class_balance_ = np.full(k, 1.0 / k)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MetalWarning)  # unseen values: same rows as fit
                 start = self.predict_proba(unique)
+            self.class_balance_ = balance
             moment_tables = Tables(votes=self.indicator_probs_[: lm.n_sources * k],
                                    abstain=self.abstain_probs_[: lm.n_sources],
                                    class_balance=self.class_balance_)
@@ -354,17 +391,20 @@ class LabelModel(BaseLabelModel):
         choice = None
         if len(candidates) > 1 or moments and self.mode == "auto":
             choice = choose_mode(data, start, moment_tables, candidates, fixed,
-                                 float(self.prob_floor), int(self.seed), max_iter, em_tol)
+                                 float(self.prob_floor), int(self.seed), max_iter, em_tol,
+                                 self._prior_pseudo)
             chosen = choice.chosen
         else:
             chosen = candidates[0]
         if chosen == "moments":
             assert self.fit_info_ is not None
             self.fit_info_.mode_choice = choice
+            if p is None and moment_tables is not None:
+                self._balance_by_likelihood(data, start, k)
             return self
         abstain = chosen == "em_abstain"
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
-                     em_tol)
+                     em_tol, self._prior_pseudo)
         perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
         tables = em_tables(data, res, abstain, data.counts.astype(np.float64), perm)
         coding = SourceCoding(lm.n_sources, k)
@@ -379,7 +419,8 @@ class LabelModel(BaseLabelModel):
             loss=float(-res.objective[-1] / max(n_rows, 1)) if res.objective else float("nan"),
             n_iter=previous.n_iter if previous is not None else 0, n_rows=n_rows,
             n_indicators=int(emitted.size), permutation=perm.tolist(),
-            class_balance_source=p_source if fixed is not None else "estimated",
+            class_balance_source=(p_source if fixed is not None else
+                                  "Y_dev + estimated" if p_source == "Y_dev" else "estimated"),
             mode=chosen, mode_choice=choice, em_iter=res.n_iter)
         return self
 

@@ -109,16 +109,18 @@ def _split_weights(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def run_em(data: VoteData, start: np.ndarray, weights: np.ndarray, abstain: bool,
-           log_prior: np.ndarray | None, max_iter: int, tol: float) -> EMResult:
+           log_prior: np.ndarray | None, max_iter: int, tol: float,
+           prior_pseudo: float | np.ndarray = 1.0) -> EMResult:
     """One EM refinement from the posterior ``start`` of the distinct rows.
 
     Pseudo-counts go to the values each source emits in ``L`` only: a value a source never
     emits keeps probability 0 (so a unipolar source's vote is certain once it votes).
+    ``prior_pseudo`` are the class pseudo-counts (1 each, plus the counts of ``Y_dev``).
     """
     fixed = log_prior is not None
     pseudo = np.repeat(data.emitted()[:, None].astype(np.float64), data.cardinality, axis=1)
     return fit_em(data.A, data.symbol_source, start, row_weights=weights, pseudo_count=pseudo,
-                  prior_pseudo_count=1.0, fit_prior=not fixed, init_log_prior=log_prior,
+                  prior_pseudo_count=prior_pseudo, fit_prior=not fixed, init_log_prior=log_prior,
                   max_iter=max_iter, tol=tol, implicit_abstain=abstain,
                   abstain_pseudo_count=1.0, n_sources=data.n_sources)
 
@@ -207,7 +209,8 @@ def multi_valued_share(data: VoteData) -> float:
 
 def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
                 candidates: tuple[str, ...], log_prior: np.ndarray | None, floor: float,
-                seed: int, max_iter: int, tol: float) -> ModeChoice:
+                seed: int, max_iter: int, tol: float,
+                prior_pseudo: float | np.ndarray = 1.0) -> ModeChoice:
     """Apply the rule of the module docstring; ``moment_tables`` None = no moment fit."""
     m, k = data.n_sources, data.cardinality
     choice = ModeChoice(chosen="moments" if moment_tables is not None else candidates[0])
@@ -224,7 +227,7 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
     best, best_ll = None, -np.inf
     for name in candidates:
         abstain = name == "em_abstain"
-        res = run_em(data, start, fit_w, abstain, log_prior, max_iter, tol)
+        res = run_em(data, start, fit_w, abstain, log_prior, max_iter, tol, prior_pseudo)
         perm = keep_class_names(start, res, fit_w, k)
         tables = em_tables(data, res, abstain, fit_w, perm)
         if abstain:
@@ -253,3 +256,4 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         choice.chosen = "em_votes"
         choice.reason = "em_votes: no candidate passed the checks and there is no moment fit"
     return choice
+

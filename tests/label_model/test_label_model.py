@@ -112,7 +112,7 @@ def test_class_balance_given_and_from_dev():
     given = LabelModel(cardinality=3).fit(data.L, class_balance=data.class_balance)
     np.testing.assert_allclose(given.class_balance_, data.class_balance)
     dev = LabelModel(cardinality=3).fit(data.L, Y_dev=data.Y[:500])
-    assert dev.fit_info_.class_balance_source == "Y_dev"
+    assert dev.fit_info_.class_balance_source.startswith("Y_dev")
     np.testing.assert_allclose(dev.class_balance_, data.class_balance, atol=0.06)
 
 
