@@ -29,11 +29,11 @@ from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.likelihood import (
     CANDIDATES,
+    MAX_DEGENERATE_VOTES,
     MODES,
     ModeChoice,
     Tables,
     VoteData,
-    MAX_DEGENERATE_VOTES,
     choose_mode,
     degenerate_share,
     em_tables,
@@ -41,6 +41,7 @@ from metal.label_model.likelihood import (
     multi_valued_share,
     run_em,
 )
+from metal.label_model.posterior import log_posterior, log_tables
 from metal.label_model.statistics import SourceStatistics, third_moments
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_label_matrix
 
@@ -55,7 +56,6 @@ MAX_MOMENT_INDICATORS = 500
 L2_PRIOR_ROWS = 1000.0
 # L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
 START_MAX_ITER = 50
-EVIDENCE = ("votes", "votes_and_abstains", "votes_given_voted")
 
 
 class MetalWarning(UserWarning):
@@ -556,27 +556,11 @@ class LabelModel(BaseLabelModel):
         return np.divide(correct, voted, out=np.full_like(correct, np.nan), where=voted > 0)
 
     def _log_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-indicator log-likelihood table, the per-class base score, and the mask of
-        indicators never seen in fit (their table rows are 0: no evidence)."""
-        floor = float(self.prob_floor)
+        """Per-indicator log table, per-class base score, unseen-indicator mask."""
         coding = self.coding_
-        mu = np.clip(self.indicator_probs_, max(floor, 1e-12), None)
-        abst = np.clip(self.abstain_probs_, max(floor, 1e-12), None)
         group = np.repeat(np.arange(coding.n_groups), coding.n_values)
-        if self.evidence_ == "votes_and_abstains":
-            table = np.log(mu) - np.log(abst)[group]
-            base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
-        elif self.evidence_ == "votes_given_voted":
-            voted = np.clip(1.0 - self.abstain_probs_, max(floor, 1e-12), None)
-            table = np.log(mu) - np.log(voted)[group]
-            base = np.log(self.class_balance_)
-        else:
-            table = np.log(mu)
-            base = np.log(self.class_balance_)
-        unseen = np.ones(coding.n_indicators, dtype=bool)
-        unseen[self.emitted_] = False
-        table[unseen] = 0.0  # a value never seen in fit carries no evidence
-        return table, base, unseen
+        return log_tables(self.indicator_probs_, self.abstain_probs_, self.class_balance_,
+                          group, self.emitted_, self.evidence_, float(self.prob_floor))
 
     def predict_log_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` log posterior ``log P(Y = y | lambda)``."""
@@ -586,15 +570,8 @@ class LabelModel(BaseLabelModel):
         if not self.coding_.all_singletons:
             return self._predict_log_proba_junction(lm)
         table, base, unseen = self._log_tables()
-        out = np.empty((lm.n_rows, k))
-        n_unseen = 0
-        for chunk in lm.iter_votes(int(self.chunk_rows)):
-            rows, ind = self.coding_.encode(chunk)
-            n_unseen += int(unseen[ind].sum())
-            A = sp.csr_matrix((np.ones(ind.size), (rows, ind)),
-                              shape=(chunk.stop - chunk.start, self.coding_.n_indicators))
-            scores = base[None, :] + A @ table
-            out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
+        out, n_unseen = log_posterior(lm, self.coding_.encode, table, base, unseen,
+                                      int(self.chunk_rows))
         _warn_unseen(n_unseen, stacklevel=2)
         return out
 
