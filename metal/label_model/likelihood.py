@@ -228,7 +228,7 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         keep = np.flatnonzero(thinned > 0)
         data = VoteData(A=data.A[keep], counts=thinned[keep], n_sources=m, cardinality=k)
         start = start[keep]
-    fit_w, held_w = _split_weights(data.counts, seed + 1)
+    fit_w, held_w = _split_weights(data.counts, seed)
     if moment_tables is not None:
         choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(
             data, moment_tables, held_w, floor)
