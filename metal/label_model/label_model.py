@@ -331,34 +331,53 @@ class LabelModel(BaseLabelModel):
                              max_iter=min(int(self.max_iter), START_MAX_ITER) if starts_em
                              else None)
         if data is not None:
+            self._kept_moments_start = None
             self._refine(lm, k, data, p, p_source, fixed_balance, candidates, moments=True)
+            start = self._kept_moments_start
+            del self._kept_moments_start
+            if start is not None:
+                self._moment_balance(data[0], start, k, stats, coding, p_source, third)
         return self
 
+    def _moment_balance(self, data: VoteData, start: np.ndarray, k: int,
+                        stats: SourceStatistics, coding: SourceCoding, p_source: str,
+                        third: np.ndarray | None) -> None:
+        """``class_balance="estimate"`` with the moment fit kept: refit its tables under the
+        likelihood's balance when that is trusted, else (with a warning) under the uniform
+        prior."""
+        choice = self.fit_info_.mode_choice
+        balance, share = self._trusted_balance(data, start, k)
+        if balance is None:
+            warnings.warn(
+                f"class_balance='estimate': the likelihood fit of the balance treats "
+                f"{share:.0%} of the votes as no better than random, so its balance is not "
+                "trusted; using the uniform prior instead (pass class_balance= or Y_dev= if "
+                "you know it)", MetalWarning, stacklevel=3)
+            self._fit_statistics(stats, coding, np.full(k, 1.0 / k),
+                                 "uniform (estimate not trusted)", third)
+            self.fit_info_.mode_choice = choice
+            return
+        self._fit_statistics(stats, coding, balance, p_source, third)
+        self.fit_info_.mode_choice = choice
+
     # ------------------------------------------------------------------ likelihood stage
-    def _balance_by_likelihood(self, data: VoteData, start: np.ndarray, k: int) -> None:
-        """``class_balance="estimate"`` with the moment fit kept: the balance of the
-        maximum-likelihood (abstain-modelled) EM fit, if that fit is not degenerate.
+    def _trusted_balance(self, data: VoteData, start: np.ndarray, k: int
+                         ) -> tuple[np.ndarray | None, float]:
+        """The class balance of the maximum-likelihood (abstain-modelled) EM fit, or None
+        when that fit is degenerate (and the share of votes it treats as no better than
+        random).
 
         Second moments leave the balance weakly identified (a flat direction for two
-        classes), so the moment estimate can invert a skewed balance. Otherwise a warning,
-        and the uniform prior.
+        classes); the likelihood identifies it when the model holds, and the degenerate
+        check refuses it where the model does not (on the real labeling-function sets).
         """
         weights = data.counts.astype(np.float64)
-        res = run_em(data, start, weights, True, None, int(self.max_iter), 1e-7)
+        res = run_em(data, start, weights, True, None, int(self.max_iter), 1e-7,
+                     self._prior_pseudo)
         perm = keep_class_names(start, res, weights, k)
         tables = em_tables(data, res, True, weights, perm)
         share = degenerate_share(tables.votes, data.vote_counts(), data.n_sources, k)
-        if share <= MAX_DEGENERATE_VOTES:
-            self.class_balance_ = tables.class_balance
-            return
-        warnings.warn(f"class_balance='estimate': the likelihood fit of the balance treats "
-                      f"{share:.0%} of the votes as no better than random, so its balance is "
-                      "not trusted; using the uniform prior instead (pass class_balance= or "
-                      "Y_dev= if you know it)", MetalWarning, stacklevel=4)
-        self.class_balance_ = np.full(k, 1.0 / k)
-        assert self.fit_info_ is not None
-        self.fit_info_.class_balance_source = "uniform (estimate not trusted)"
-
+        return (tables.class_balance if share <= MAX_DEGENERATE_VOTES else None), share
 
     def _refine(self, lm: LabelMatrix, k: int,
                 vote_data: tuple[VoteData, np.ndarray | sp.csr_matrix],
@@ -400,7 +419,11 @@ class LabelModel(BaseLabelModel):
             assert self.fit_info_ is not None
             self.fit_info_.mode_choice = choice
             if p is None and moment_tables is not None:
-                self._balance_by_likelihood(data, start, k)
+                # class_balance="estimate" and the moment fit is kept: take the likelihood's
+                # class balance if it can be trusted and refit the moment tables under it (see
+                # fit). Not by default: on youtube the trusted estimate cost 6 points, and the
+                # uniform prior is the robust choice on labeling functions
+                self._kept_moments_start = start
             return self
         abstain = chosen == "em_abstain"
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
