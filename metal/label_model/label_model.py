@@ -39,6 +39,7 @@ from metal.label_model.likelihood import (
     em_tables,
     keep_class_names,
     multi_valued_share,
+    one_coin_em,
     run_em,
 )
 from metal.label_model.posterior import log_posterior, log_tables
@@ -424,6 +425,19 @@ class LabelModel(BaseLabelModel):
                 # fit). Not by default: on youtube the trusted estimate cost 6 points, and the
                 # uniform prior is the robust choice on labeling functions
                 self._kept_moments_start = start
+            return self
+        weights = data.counts.astype(np.float64)
+        if chosen == "em_one_coin":
+            tables, n_iter = one_coin_em(data, start, weights, max_iter, em_tol, fixed)
+            self._set_fitted(SourceCoding(lm.n_sources, k), tables.votes, tables.abstain,
+                             tables.class_balance, np.flatnonzero(data.vote_counts() > 0),
+                             "votes_given_voted")
+            self.statistics_ = None
+            self.fit_info_ = FitInfo(loss=float("nan"), n_iter=0, n_rows=n_rows,
+                                     n_indicators=int(self.emitted_.size),
+                                     permutation=list(range(k)), class_balance_source=(
+                                         p_source if fixed is not None else "estimated"),
+                                     mode=chosen, mode_choice=choice, em_iter=n_iter)
             return self
         abstain = chosen == "em_abstain"
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
