@@ -73,7 +73,7 @@ class FitInfo:
     n_indicators: int
     permutation: list[int]
     class_balance_source: str  # "given", "Y_dev", "uniform" or "estimated"
-    mode: str = "moments"  # the model that was kept: "moments", "em_votes" or "em_abstain"
+    mode: str = "moments"  # kept: "moments", "em_votes", "em_abstain" or "em_one_coin"
     mode_choice: ModeChoice | None = None  # what the label-free rule compared (mode="auto")
     em_iter: int = 0
 
@@ -183,9 +183,15 @@ class LabelModel(BaseLabelModel):
     >>> model = LabelModel(cardinality=3, seed=0).fit(data.L)
     >>> model.predict_proba(data.L).shape
     (2000, 3)
-    >>> model.fit_info_.mode in ("moments", "em_votes", "em_abstain")
+    >>> model.fit_info_.mode in ("moments", "em_votes", "em_abstain", "em_one_coin")
     True
     """
+
+    # fitted state (set by fit)
+    class_balance_: np.ndarray
+    fit_info_: FitInfo
+    statistics_: SourceStatistics | None
+    _kept_moments_start: np.ndarray | None
 
     def __init__(
         self,
