@@ -7,7 +7,6 @@ models. See ``docs/weasel.md``.
 
 from metal.weasel.model import WeaSEL, WeaSELBase, roc_auc
 from metal.weasel.multitask import MultiTaskWeaSEL
-from metal.weasel.networks import Encoder, MLPEndModel, MultiTaskMLPEndModel
+from metal.weasel.networks import Encoder
 
-__all__ = ["Encoder", "MLPEndModel", "MultiTaskMLPEndModel", "MultiTaskWeaSEL", "WeaSEL",
-           "WeaSELBase", "roc_auc"]
+__all__ = ["Encoder", "MultiTaskWeaSEL", "WeaSEL", "WeaSELBase", "roc_auc"]

@@ -29,16 +29,23 @@ def one_hot_votes(L: torch.Tensor, cardinality: int) -> torch.Tensor:
 
 
 def accuracies(scores: torch.Tensor, kind: str = "softmax", tau1: float = 1.0,
-               tau2: float = 1.0) -> torch.Tensor:
+               tau2: float = 1.0, voting: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example source accuracies ``theta`` from the encoder's scores ``(b, m, c)``.
 
     ``softmax`` (the paper's choice): ``tau2 * softmax(tau1 * e)`` over the *sources* axis,
     separately for each of the ``c`` columns; ``sigmoid``: ``tau2 * sigmoid(tau1 * e)``;
     ``relu``: ``relu(e) + 1e-5``; ``tanh``: ``tanh(e)`` (may go negative: the paper's
     ablation that lets sources be adversarial).
+
+    ``voting`` (``(b, m)`` bool), when given, restricts the softmax to the sources that vote
+    on each row: the encoder then distributes a fixed budget ``tau2`` among the voters and
+    cannot flatten its label by moving weight onto sources that abstain.
     """
     if kind == "softmax":
-        return tau2 * torch.softmax(tau1 * scores, dim=1)
+        z = tau1 * scores
+        if voting is not None:
+            z = z.masked_fill(~voting.unsqueeze(-1), -1e9)  # a row without votes: uniform
+        return tau2 * torch.softmax(z, dim=1)
     if kind == "sigmoid":
         return tau2 * torch.sigmoid(tau1 * scores)
     if kind == "relu":

@@ -95,10 +95,10 @@ def check_task_votes(L: Any, cardinality: int, n_sources: int | None = None,
 
 @dataclass(frozen=True)
 class WeakData:
-    """Every task's votes plus the features, with the same rows."""
+    """Every task's votes plus the features (prepared as the end model takes them)."""
 
     tasks: tuple[TaskVotes, ...]
-    X: np.ndarray | sp.csr_matrix | None
+    X: Any  # the output of metal.end_model.prepare_inputs, or None
 
     @property
     def n_rows(self) -> int:
@@ -113,41 +113,26 @@ class WeakData:
     def votes(self, rows: np.ndarray) -> list[torch.Tensor]:
         return [t.batch(rows) for t in self.tasks]
 
-    def features(self, rows: np.ndarray) -> torch.Tensor:
-        assert self.X is not None
-        return feature_batch(self.X, rows)
+    def features(self, rows: np.ndarray) -> Any:
+        from metal.end_model.inputs import take_rows
+
+        return None if self.X is None else take_rows(self.X, rows)
 
 
-def feature_batch(X: np.ndarray | sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
-    """Dense float32 ``(b, d)`` features of ``rows`` (a sparse matrix is densified per batch)."""
-    sub = X[rows]
-    if sp.issparse(sub):
-        sub = sub.toarray()
-    return torch.from_numpy(np.ascontiguousarray(sub, dtype=np.float32))
+def check_features(X: Any, n_rows: int | None, name: str = "X") -> Any:
+    """Validate features once, in the end model's input convention (dense, sparse, dict)."""
+    from metal.end_model.inputs import n_rows as count_rows
+    from metal.end_model.inputs import prepare_inputs
 
-
-def check_features(X: Any, n_rows: int | None, n_features: int | None = None,
-                   name: str = "X") -> np.ndarray | sp.csr_matrix:
-    """Validate a 2-D feature matrix (numpy or ``scipy.sparse``)."""
     if X is None:
-        raise ConfigError(f"{name} is None; WeaSEL trains an end model on features, so pass a "
-                          "(n, d) feature matrix (numpy or scipy.sparse) with the rows of L")
-    if sp.issparse(X):
-        mat: np.ndarray | sp.csr_matrix = sp.csr_matrix(X, dtype=np.float32)
-    else:
-        mat = np.asarray(X, dtype=np.float32)
-        if mat.ndim != 2:
-            raise ConfigError(f"{name} has shape {mat.shape}; expected a 2-D (n, d) feature "
-                              "matrix (use X.reshape(-1, 1) for one feature)")
-        if not np.isfinite(mat).all():
-            raise ConfigError(f"{name} holds NaN or infinite values; impute or drop them first")
-    if n_rows is not None and mat.shape[0] != n_rows:
-        raise ConfigError(f"{name} has {mat.shape[0]} rows; the votes have {n_rows}. Pass the "
-                          "features of the same rows, in the same order")
-    if n_features is not None and mat.shape[1] != n_features:
-        raise ConfigError(f"{name} has {mat.shape[1]} features; the model was fitted on "
-                          f"{n_features}")
-    return mat
+        raise ConfigError(f"{name} is None; WeaSEL trains an end model on features, so pass "
+                          "the features of the rows of L (numpy, scipy.sparse or a dict of "
+                          "arrays, as the end model takes them)")
+    Xp = prepare_inputs(X, name)
+    if n_rows is not None and count_rows(Xp) != n_rows:
+        raise ConfigError(f"{name} has {count_rows(Xp)} rows; the votes have {n_rows}. Pass "
+                          "the features of the same rows, in the same order")
+    return Xp
 
 
 def batches(rows: np.ndarray, batch_size: int) -> Sequence[np.ndarray]:

@@ -4,21 +4,26 @@ An *encoder* ``e`` reads each example's votes (one-hot, or distributions for pro
 sources) and, by default, its features, and outputs per-example source accuracies
 ``theta = tau2 * softmax(tau1 * e(votes, x))`` (over the sources; one column per class when
 accuracies are class-conditional). Its label is ``y_e = softmax(sum_j theta_j * V_j + log p)``,
-a reweighted vote. The *end model* ``f`` sees only the features. Both are trained together to
-agree: ``CE(y_f, stopgrad(y_e)) + CE(y_e, stopgrad(y_f))``, on the rows with at least one vote,
-with early stopping on a small labelled validation split when one is given.
+a reweighted vote. The *end model* ``f`` (the project's :class:`~metal.end_model.EndModel`,
+with its input modules) sees only the features. Both are trained together to agree:
+``CE(y_f, stopgrad(y_e)) + CE(y_e, stopgrad(y_f))``, on the rows with at least one vote, by
+the end model's :class:`~metal.end_model.Trainer`, with early stopping on a small labelled
+validation split when one is given.
 
-:class:`WeaSEL` is the single-task model; :class:`MultiTaskWeaSEL` (``metal.weasel.multitask``)
-aggregates over a task graph's feasible set and trains a multi-head end model. Both share the
-training loop of :class:`WeaSELBase`.
+:class:`WeaSEL` is the single-task model; :class:`~metal.weasel.MultiTaskWeaSEL` aggregates
+over a task graph's feasible set and trains a :class:`~metal.end_model.MultiTaskEndModel`.
+Both share :class:`WeaSELBase`.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +31,11 @@ import torch
 from torch import nn
 
 from metal._io import load_arrays, save_arrays
+from metal.end_model import EndModel, MultiTaskEndModel, Trainer, TrainerConfig
+from metal.end_model.inputs import INPUT_MODULES, default_input_module, to_device
+from metal.end_model.trainer import arrays_to_state, seeded_rng, state_to_arrays
 from metal.errors import ConfigError, NotFittedError
-from metal.metrics import probs_to_preds, score_predictions
+from metal.metrics import score_predictions
 from metal.weasel._core import (
     ACCURACY_FUNCTIONS,
     LOSSES,
@@ -37,16 +45,14 @@ from metal.weasel._core import (
     default_tau2,
     masked_mean,
 )
-from metal.weasel._data import (
-    WeakData,
-    batches,
-    check_features,
-    check_task_votes,
-    feature_batch,
-)
-from metal.weasel.networks import Encoder, MLPEndModel
+from metal.weasel._data import WeakData, batches, check_features, check_task_votes
+from metal.weasel.networks import Encoder
 
-VALID_METRICS = ("auto", "auc", "accuracy", "f1", "macro_f1")
+SOFTMAX_OVER = ("all", "voters")
+VALID_METRICS = ("auto", "auc", "accuracy", "f1", "macro_f1", "loss")
+# Training defaults of WeaSEL where they differ from TrainerConfig's: the paper's weight decay
+# and a longer budget (early stopping usually ends training well before it).
+TRAINING_DEFAULTS: dict[str, Any] = {"n_epochs": 50, "weight_decay": 7e-7, "patience": 10}
 _PREDICT_BATCH = 4096
 
 
@@ -65,10 +71,11 @@ def roc_auc(Y: np.ndarray, score: np.ndarray) -> float:
 
 
 class WeaSELBase:
-    """Hyperparameters, validation and the training loop shared by the WeaSEL models.
+    """Hyperparameters, validation, training and persistence shared by the WeaSEL models.
 
-    Subclasses say how per-task logits become one distribution over the label space
-    (:meth:`_combine_encoder`, :meth:`_combine_end`) and how a validation split is scored.
+    Subclasses say which end model they train, how per-task logits become one distribution
+    over the label space (:meth:`_combine_encoder`, :meth:`_combine_end`) and how a
+    validation split is scored.
     """
 
     _kind = "WeaSELBase"
@@ -76,53 +83,45 @@ class WeaSELBase:
     def __init__(
         self,
         *,
-        end_model: nn.Module | None = None,
-        end_hidden: Sequence[int] = (50, 50, 25),
+        end_model: MultiTaskEndModel | None = None,
         encoder: nn.Module | None = None,
         encoder_hidden: Sequence[int] = (70, 70),
         encoder_batch_norm: bool = True,
-        dropout: float = 0.3,
+        encoder_dropout: float = 0.3,
         use_features: bool = True,
         accuracy: str = "softmax",
+        softmax_over: str = "all",
         class_conditional: bool | None = None,
         tau1: float | None = None,
         tau2: float | None = None,
         loss: str = "symmetric_ce",
         stop_grad: bool = True,
         class_balance: Any = None,
-        lr: float = 1e-3,
-        weight_decay: float = 7e-7,
-        batch_size: int = 64,
-        max_epochs: int = 100,
-        patience: int = 10,
         valid_metric: str = "auto",
+        trainer: TrainerConfig | Mapping[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
-        progress: bool = True,
+        **train_options: Any,
     ) -> None:
         self.end_model = end_model
-        self.end_hidden = end_hidden
         self.encoder = encoder
         self.encoder_hidden = encoder_hidden
         self.encoder_batch_norm = encoder_batch_norm
-        self.dropout = dropout
+        self.encoder_dropout = encoder_dropout
         self.use_features = use_features
         self.accuracy = accuracy
+        self.softmax_over = softmax_over
         self.class_conditional = class_conditional
         self.tau1 = tau1
         self.tau2 = tau2
         self.loss = loss
         self.stop_grad = stop_grad
         self.class_balance = class_balance
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
         self.valid_metric = valid_metric
+        self.trainer = trainer
         self.seed = seed
         self.device = device
-        self.progress = progress
+        self.train_options = train_options
 
     # ------------------------------------------------------------------ subclass hooks
     def _cardinalities(self) -> list[int]:  # pragma: no cover - abstract
@@ -135,14 +134,20 @@ class WeaSELBase:
                          ) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _combine_end(self, out: Any) -> torch.Tensor:  # pragma: no cover - abstract
+    def _combine_end(self, out: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def _default_end_model(self, n_features: int) -> nn.Module:  # pragma: no cover
+    def _default_end_model(self) -> MultiTaskEndModel:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _valid_score(self, log_f: np.ndarray, Y: np.ndarray, metric: str
-                     ) -> float:  # pragma: no cover - abstract
+    def _check_end_model(self, end: MultiTaskEndModel) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _valid_scores(self, log_f: np.ndarray, Y: np.ndarray, metric: str
+                      ) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_valid_labels(self, Y: Any, n: int) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def _auto_metric(self) -> str:
@@ -156,26 +161,32 @@ class WeaSELBase:
         if self.accuracy not in ACCURACY_FUNCTIONS:
             raise ConfigError(f"accuracy={self.accuracy!r} is not known; expected one of "
                               f"{ACCURACY_FUNCTIONS} (softmax is the paper's default)")
+        if self.softmax_over not in SOFTMAX_OVER:
+            raise ConfigError(f"softmax_over={self.softmax_over!r}; expected one of "
+                              f"{SOFTMAX_OVER}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r} is not known; expected one of {LOSSES} "
                               "(symmetric_ce is the paper's default)")
         if self.valid_metric not in VALID_METRICS:
             raise ConfigError(f"valid_metric={self.valid_metric!r} is not known; expected one "
                               f"of {VALID_METRICS}")
-        for name in ("batch_size", "max_epochs", "patience"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ConfigError(f"{name}={v!r}; expected a positive int")
         for name in ("tau1", "tau2"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name}={v!r}; expected a positive number or None (the "
                                   "paper's default)")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ConfigError(f"dropout={self.dropout}; expected a value in [0, 1)")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError(f"lr={self.lr} must be > 0 and weight_decay={self.weight_decay} "
-                              ">= 0")
+        if not 0.0 <= float(self.encoder_dropout) < 1.0:
+            raise ConfigError(f"encoder_dropout={self.encoder_dropout}; expected [0, 1)")
+        if self.end_model is not None and not isinstance(self.end_model, MultiTaskEndModel):
+            raise ConfigError(f"end_model is a {type(self.end_model).__name__}; expected an "
+                              "(unfitted) metal.end_model.EndModel / MultiTaskEndModel, whose "
+                              "input module, trunk and heads WeaSEL trains")
+
+    def _trainer_config(self, metric: str) -> TrainerConfig:
+        base = self.trainer if self.trainer is not None \
+            else {**TrainerConfig().to_dict(), **TRAINING_DEFAULTS}
+        return TrainerConfig.from_options(base, **{**self.train_options,
+                                                   "valid_metric": metric})
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "end_model_"):
@@ -193,194 +204,191 @@ class WeaSELBase:
                               "probabilities summing to 1 (one per label of the label space)")
         return np.log(p)
 
-    # ------------------------------------------------------------------ networks
-    def _encoder_input(self, votes: list[torch.Tensor], x: torch.Tensor | None
-                       ) -> torch.Tensor:
-        parts = [v.reshape(v.shape[0], -1) for v in votes]
-        if self.use_features and x is not None:
-            parts.append(x)
-        return torch.cat(parts, dim=1)
-
-    def _task_scores(self, enc: nn.Module, votes: list[torch.Tensor], x: torch.Tensor | None
+    # ------------------------------------------------------------------ encoder side
+    def _task_scores(self, enc: nn.Module, votes: list[torch.Tensor], x: Any
                      ) -> list[torch.Tensor]:
         """Per-task aggregated scores ``sum_j theta_j V_j`` (before the prior), ``(b, k_s)``."""
-        raw = enc(self._encoder_input(votes, x))
+        flat = torch.cat([v.reshape(v.shape[0], -1) for v in votes], dim=1)
+        raw = enc(flat, x if self.use_features else None)
         out, start = [], 0
-        for v, c in zip(votes, self.columns_, strict=True):
+        for s, (v, c) in enumerate(zip(votes, self.columns_, strict=True)):
             b, m, _ = v.shape
             e = raw[:, start:start + m * c].reshape(b, m, c)
             start += m * c
-            theta = accuracies(e, self.accuracy, self.tau1_, self.tau2_[len(out)])
+            voting = v.sum(dim=2) > 0 if self.softmax_over == "voters" else None
+            theta = accuracies(e, self.accuracy, self.tau1_, self.tau2_[s], voting)
             out.append(aggregate(theta, v))
         return out
 
-    def _log_encoder(self, enc: nn.Module, votes: list[torch.Tensor],
-                     x: torch.Tensor | None) -> torch.Tensor:
+    def _log_encoder(self, enc: nn.Module, votes: list[torch.Tensor], x: Any) -> torch.Tensor:
         return self._combine_encoder(self._task_scores(enc, votes, x), self._log_prior_t)
+
+    def _build_encoder(self, X: Any, n_sources: list[int], cards: list[int]) -> nn.Module:
+        if self.encoder is not None:
+            return copy.deepcopy(self.encoder)
+        feature_module, dim = None, 0
+        if self.use_features:
+            feature_module = default_input_module(X)
+            prepare = getattr(feature_module, "prepare", None)
+            if callable(prepare):
+                prepare(X)
+            dim = int(feature_module.out_features)  # type: ignore[arg-type]
+        n_in = sum(m * k for m, k in zip(n_sources, cards, strict=True))
+        n_out = sum(m * c for m, c in zip(n_sources, self.columns_, strict=True))
+        return Encoder(n_in, n_out, feature_module, dim, self.encoder_hidden,
+                       self.encoder_batch_norm, float(self.encoder_dropout))
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: WeakData, X_valid: Any, Y_valid: Any) -> WeaSELBase:
         self._check_params()
-        assert data.X is not None
         rows = np.flatnonzero(data.has_vote())  # rows with no vote carry no signal: masked
         if rows.size < 2:
             raise ConfigError(f"only {rows.size} row(s) have a vote; WeaSEL trains on the rows "
                               "where at least one source votes. Check the label matrix")
-        has_valid = X_valid is not None and Y_valid is not None
         if (X_valid is None) != (Y_valid is None):
             raise ConfigError("pass both X_valid and Y_valid (a small labelled split for early "
                               "stopping), or neither")
+        has_valid = X_valid is not None
         cards = self._cardinalities()
         n_sources = [t.n_sources for t in data.tasks]
-        n_features = int(data.X.shape[1])
         # paper defaults: tau2 = sqrt(m); tau1 = 1 with early stopping, 1/3 without (Sec. 6)
         self.tau1_ = float(self.tau1) if self.tau1 is not None else (1.0 if has_valid else 1 / 3)
         self.tau2_ = [float(self.tau2) if self.tau2 is not None else default_tau2(m)
                       for m in n_sources]
         cc = self.class_conditional
         self.columns_ = [k if (cc if cc is not None else k > 2) else 1 for k in cards]
+        device = torch.device(self.device)
         self._log_prior_t = torch.as_tensor(self._log_prior(), dtype=torch.float32,
-                                            device=self.device)
+                                            device=device)
         metric = self.valid_metric if self.valid_metric != "auto" else self._auto_metric()
+        cfg = self._trainer_config(metric)
+        validate = None
         if has_valid:
-            Xv = check_features(X_valid, None, n_features, name="X_valid")
-            Yv = self._check_valid_labels(Y_valid, Xv.shape[0])
-        dev = torch.device(self.device)
-        enc_in = sum(m * k for m, k in zip(n_sources, cards, strict=True)) \
-            + (n_features if self.use_features else 0)
-        enc_out = sum(m * c for m, c in zip(n_sources, self.columns_, strict=True))
+            Xv = check_features(X_valid, None, name="X_valid")
+            Yv = self._check_valid_labels(Y_valid, _n_rows(Xv))
 
-        history: list[dict[str, float]] = []
-        with torch.random.fork_rng(devices=[]):  # seeded locally; the global state is restored
-            torch.manual_seed(int(self.seed))
-            end = copy.deepcopy(self.end_model) if self.end_model is not None \
-                else self._default_end_model(n_features)
-            enc = copy.deepcopy(self.encoder) if self.encoder is not None else Encoder(
-                enc_in, enc_out, self.encoder_hidden, self.encoder_batch_norm, self.dropout)
-            end.to(dev)
-            enc.to(dev)
-            opt = torch.optim.Adam(list(end.parameters()) + list(enc.parameters()),
-                                   lr=self.lr, weight_decay=self.weight_decay)
-            gen = torch.Generator().manual_seed(int(self.seed))
-            best = (-math.inf, 0, None)
-            epochs = _progress(range(int(self.max_epochs)), self.progress, type(self).__name__)
-            for epoch in epochs:
-                end.train()
-                enc.train()
-                order = rows[torch.randperm(rows.size, generator=gen).numpy()]
-                total, count = 0.0, 0
-                for b in batches(order, int(self.batch_size)):
-                    if b.size < 2:  # batch norm cannot train on a single row
-                        continue
-                    votes = [v.to(dev) for v in data.votes(b)]
-                    x = data.features(b).to(dev)
-                    log_e = self._log_encoder(enc, votes, x)
-                    log_f = self._combine_end(end(x))
-                    mask = torch.stack([v.sum(dim=(1, 2)) > 0 for v in votes]).any(dim=0)
-                    loss = masked_mean(agreement_loss(log_f, log_e, self.loss, self.stop_grad),
-                                       mask)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * b.size
-                    count += b.size
-                record = {"epoch": float(epoch), "loss": total / max(count, 1)}
-                if has_valid:
-                    score = self._valid_score(self._end_log_probs(end, Xv), Yv, metric)
-                    record[f"valid_{metric}"] = score
-                    if score > best[0]:
-                        best = (score, epoch, (copy.deepcopy(end.state_dict()),
-                                               copy.deepcopy(enc.state_dict())))
-                    elif epoch - best[1] >= int(self.patience):
-                        history.append(record)
-                        break
-                history.append(record)
-                if hasattr(epochs, "set_postfix"):
-                    epochs.set_postfix({k: round(v, 4) for k, v in record.items()
-                                        if k != "epoch"})
-            if has_valid and best[2] is not None:
-                end.load_state_dict(best[2][0])
-                enc.load_state_dict(best[2][1])
-                self.best_epoch_ = int(best[1])
-                self.best_valid_score_ = float(best[0])
-            else:
-                self.best_epoch_ = len(history) - 1
-                self.best_valid_score_ = float("nan")
-        end.eval()
+        end = copy.deepcopy(self.end_model) if self.end_model is not None \
+            else self._default_end_model()
+        end.tasks_, end.task_graph_ = end._task_spec()
+        self._check_end_model(end)
+        X_train = _subset(data.X, rows)  # input modules standardise on the training rows only
+        with seeded_rng(int(self.seed), device):  # both networks start from the seed
+            net, dim = end._build(X_train)
+            enc = self._build_encoder(X_train, n_sources, cards)
+        del X_train
+        net.to(device)
+        enc.to(device)
+        both = nn.ModuleDict({"end": net, "encoder": enc})
+        has_bn = any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in enc.modules())
+
+        def batch_loss(batch: np.ndarray) -> torch.Tensor:
+            idx = rows[batch]
+            votes = [v.to(device) for v in data.votes(idx)]
+            x = to_device(data.features(idx), device)
+            if has_bn and idx.size < 2:  # batch norm cannot normalise one row: use its stats
+                enc.eval()
+            log_e = self._log_encoder(enc, votes, x)
+            enc.train()
+            log_f = self._combine_end(net(x))
+            mask = torch.stack([v.sum(dim=(1, 2)) > 0 for v in votes]).any(dim=0)
+            return masked_mean(agreement_loss(log_f, log_e, self.loss, self.stop_grad), mask)
+
+        if has_valid:
+            def validate() -> dict[str, float]:
+                return self._valid_scores(self._end_log_probs(net, Xv), Yv, metric)
+
+        result = Trainer(cfg).fit(both, batch_loss, int(rows.size), validate=validate,
+                                  seed=int(self.seed), device=device)
+        end.network_, end.input_dim_ = net, dim
+        end.class_weights_ = [None] * len(end.tasks_)
+        end._set_result(result)
         enc.eval()
         self.end_model_ = end
         self.encoder_ = enc
-        self.history_ = history
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.best_valid_score_ = result.best_score
         self.n_sources_ = n_sources
-        self.n_features_ = n_features
         self.n_train_rows_ = int(rows.size)
         return self
 
-    def _check_valid_labels(self, Y: Any, n: int) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
-
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def _end_log_probs(self, end: nn.Module, X: Any) -> np.ndarray:
-        was_training = end.training
-        end.eval()
-        out = []
-        rows = np.arange(X.shape[0])
-        for b in batches(rows, _PREDICT_BATCH):
-            x = feature_batch(X, b).to(self.device)
-            out.append(self._combine_end(end(x)).double().cpu().numpy())
-        end.train(was_training)
-        return np.concatenate(out) if out else np.zeros((0, self._label_space_size()))
+    def _end_log_probs(self, net: nn.Module, X: Any) -> np.ndarray:
+        from metal.end_model.inputs import take_rows
 
-    def _predict_log_proba(self, X: Any) -> np.ndarray:
-        self._check_fitted()
-        Xc = check_features(X, None, self.n_features_)
-        return self._end_log_probs(self.end_model_, Xc)
+        was_training = net.training
+        net.eval()
+        out = []
+        for b in batches(np.arange(_n_rows(X)), _PREDICT_BATCH):
+            x = to_device(take_rows(X, b), torch.device(self.device))
+            out.append(self._combine_end(net(x)).double().cpu().numpy())
+        net.train(was_training)
+        return np.concatenate(out) if out else np.zeros((0, self._label_space_size()))
 
     @torch.no_grad()
     def _encoder_log_proba(self, data: WeakData) -> np.ndarray:
         self._check_fitted()
+        dev = torch.device(self.device)
         out = []
         for b in batches(np.arange(data.n_rows), _PREDICT_BATCH):
-            votes = [v.to(self.device) for v in data.votes(b)]
-            x = data.features(b).to(self.device) if data.X is not None else None
+            votes = [v.to(dev) for v in data.votes(b)]
+            x = to_device(data.features(b), dev)
             out.append(self._log_encoder(self.encoder_, votes, x).double().cpu().numpy())
         log_p = np.concatenate(out)
         # a row without any vote gets the prior: the encoder has nothing to reweight
-        none = ~data.has_vote()
-        log_p[none] = self._log_prior()
+        log_p[~data.has_vote()] = self._log_prior()
         return log_p
+
+    def _encoder_data(self, L: Any, X: Any) -> WeakData:
+        self._check_fitted()
+        if self.use_features and X is None:
+            raise ConfigError("this model's encoder reads the features; pass X as well")
+        return self._data(L, X if self.use_features else None, self.n_sources_)
+
+    def _data(self, L: Any, X: Any, n_sources: Sequence[int] | None = None
+              ) -> WeakData:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ persistence
     def _params(self) -> dict[str, Any]:
-        names = ("end_hidden", "encoder_hidden", "encoder_batch_norm", "dropout", "use_features",
-                 "accuracy", "class_conditional", "tau1", "tau2", "loss", "stop_grad", "lr",
-                 "weight_decay", "batch_size", "max_epochs", "patience", "valid_metric", "seed",
-                 "device", "progress")
-        out = {n: getattr(self, n) for n in names}
-        out["end_hidden"] = [int(h) for h in self.end_hidden]
+        names = ("encoder_batch_norm", "encoder_dropout", "use_features", "accuracy",
+                 "softmax_over",
+                 "class_conditional", "tau1", "tau2", "loss", "stop_grad", "valid_metric",
+                 "seed", "device")
+        out: dict[str, Any] = {n: getattr(self, n) for n in names}
         out["encoder_hidden"] = [int(h) for h in self.encoder_hidden]
         out["class_balance"] = None if self.class_balance is None \
             else np.asarray(self.class_balance, dtype=float).tolist()
+        out["trainer"] = self._trainer_config(
+            self.valid_metric if self.valid_metric != "auto" else self._auto_metric()).to_dict()
         return {**out, **self._extra_params()}
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the fitted model (state dicts + JSON header; no pickle) to ``path``.
+        """Write the fitted model to ``path`` (``.npz`` + JSON header; no pickle).
 
-        A model built with a custom ``end_model`` or ``encoder`` module is saved too; loading
-        it needs a module of the same architecture (``load(path, end_model=..., encoder=...)``).
+        The end model is stored in its own save format inside the file (``end_model_`` can
+        also be saved on its own and read with ``EndModel.load``). Custom input modules,
+        heads or encoders are saved as weights; ``load`` needs the modules passed again.
         """
         self._check_fitted()
-        arrays: dict[str, np.ndarray] = {}
-        for prefix, net in (("end", self.end_model_), ("enc", self.encoder_)):
-            for name, t in net.state_dict().items():
-                arrays[f"{prefix}.{name}"] = t.detach().cpu().numpy()
-        fitted = {"n_sources_": self.n_sources_, "n_features_": self.n_features_,
-                  "tau1_": self.tau1_, "tau2_": self.tau2_, "columns_": self.columns_,
-                  "best_epoch_": self.best_epoch_, "best_valid_score_": self.best_valid_score_,
-                  "n_train_rows_": self.n_train_rows_, "history_": self.history_,
-                  "custom_end_model": self.end_model is not None,
-                  "custom_encoder": self.encoder is not None}
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / "end_model.npz"
+            self.end_model_.save(file)
+            end_bytes = np.frombuffer(file.read_bytes(), dtype=np.uint8)
+        enc = self.encoder_
+        feature = getattr(enc, "feature_module", None)
+        spec = None
+        if isinstance(enc, Encoder) and feature is not None \
+                and type(feature).__name__ in INPUT_MODULES and hasattr(feature, "config"):
+            spec = {"name": type(feature).__name__, "config": feature.config()}
+        fitted = {"n_sources_": self.n_sources_, "tau1_": self.tau1_, "tau2_": self.tau2_,
+                  "columns_": self.columns_, "best_epoch_": self.best_epoch_,
+                  "best_valid_score_": self.best_valid_score_,
+                  "n_train_rows_": self.n_train_rows_,
+                  "encoder": enc.config() if isinstance(enc, Encoder) else None,
+                  "feature_module": spec}
+        arrays = {"end_model_file": end_bytes, **state_to_arrays(enc.state_dict(), "encoder/")}
         save_arrays(path, self._kind, {"params": self._params(), "fitted": fitted}, arrays)
 
     @classmethod
@@ -388,49 +396,57 @@ class WeaSELBase:
         raise NotImplementedError
 
     @classmethod
-    def _load(cls, path: str | os.PathLike[str], end_model: nn.Module | None,
-              encoder: nn.Module | None) -> Any:
+    def _load(cls, path: str | os.PathLike[str], input_module: nn.Module | None,
+              heads: Mapping[str, nn.Module] | None, encoder: nn.Module | None) -> Any:
         meta, arrays = load_arrays(path, cls._kind)
         params, fitted = meta["params"], meta["fitted"]
         model = cls._from_params(params)
-        for key in ("n_sources_", "n_features_", "tau1_", "tau2_", "columns_", "best_epoch_",
-                    "best_valid_score_", "n_train_rows_", "history_"):
+        for key in ("n_sources_", "tau1_", "tau2_", "columns_", "best_epoch_",
+                    "best_valid_score_", "n_train_rows_"):
             setattr(model, key, fitted[key])
-        if fitted["custom_end_model"] and end_model is None:
-            raise ConfigError(f"{path} was fitted with a custom end model; pass a module of the "
-                              "same architecture: load(path, end_model=module)")
-        if fitted["custom_encoder"] and encoder is None:
+        end_cls = EndModel if cls._kind == "WeaSEL" else MultiTaskEndModel
+        end = end_cls.load(io.BytesIO(arrays["end_model_file"].tobytes()),  # type: ignore[arg-type]
+                           input_module=input_module, heads=heads, device=model.device)
+        if encoder is not None:
+            enc = copy.deepcopy(encoder)
+        elif fitted["encoder"] is None:
             raise ConfigError(f"{path} was fitted with a custom encoder; pass a module of the "
                               "same architecture: load(path, encoder=module)")
-        model.end_model = end_model
-        model.encoder = encoder
-        cards = model._cardinalities()
-        enc_in = sum(m * k for m, k in zip(model.n_sources_, cards, strict=True)) \
-            + (model.n_features_ if model.use_features else 0)
-        enc_out = sum(m * c for m, c in zip(model.n_sources_, model.columns_, strict=True))
-        end = copy.deepcopy(end_model) if end_model is not None \
-            else model._default_end_model(model.n_features_)
-        enc = copy.deepcopy(encoder) if encoder is not None else Encoder(
-            enc_in, enc_out, model.encoder_hidden, model.encoder_batch_norm, model.dropout)
-        for prefix, net in (("end", end), ("enc", enc)):
-            state = {k[len(prefix) + 1:]: torch.from_numpy(np.array(v))
-                     for k, v in arrays.items() if k.startswith(prefix + ".")}
-            net.load_state_dict(state)
-            net.to(model.device)
-            net.eval()
+        else:
+            cfg = dict(fitted["encoder"])
+            feature = None
+            if cfg["feature_dim"]:
+                spec = fitted["feature_module"]
+                if spec is None:
+                    raise ConfigError(f"{path}'s encoder reads features through a custom "
+                                      "module; pass the whole encoder: load(path, encoder=...)")
+                feature = INPUT_MODULES[spec["name"]](**spec["config"])
+            enc = Encoder(cfg["n_vote_inputs"], cfg["n_outputs"], feature, cfg["feature_dim"],
+                          cfg["hidden"], cfg["batch_norm"], cfg["dropout"])
+        enc.load_state_dict(arrays_to_state(arrays, "encoder/"))
+        enc.to(torch.device(model.device))
+        enc.eval()
         model.end_model_ = end
         model.encoder_ = enc
+        model.history_ = end.history_
         model._log_prior_t = torch.as_tensor(model._log_prior(), dtype=torch.float32,
-                                             device=model.device)
+                                             device=torch.device(model.device))
         return model
 
 
-def _progress(it: range, enabled: bool, name: str) -> Any:
-    if not enabled:
-        return it
-    from tqdm.auto import tqdm
+def _subset(X: Any, rows: np.ndarray) -> Any:
+    """The rows ``rows`` of a prepared input (array, sparse matrix, dict, or ``take``-able)."""
+    if isinstance(X, Mapping):
+        return {k: _subset(v, rows) for k, v in X.items()}
+    if isinstance(X, np.ndarray) or hasattr(X, "tocsr"):
+        return X[rows]
+    return X.take(rows) if hasattr(X, "take") else X
 
-    return tqdm(it, desc=f"{name} epochs", leave=False)
+
+def _n_rows(X: Any) -> int:
+    from metal.end_model.inputs import n_rows
+
+    return int(n_rows(X))
 
 
 class WeaSEL(WeaSELBase):
@@ -441,14 +457,15 @@ class WeaSEL(WeaSELBase):
     cardinality
         Number of classes ``k``.
     end_model
-        A ``torch.nn.Module`` mapping ``(b, d)`` float features to ``(b, k)`` logits; it is
-        copied, trained and kept as ``end_model_``. Default: :class:`~metal.weasel.networks.
-        MLPEndModel` with hidden sizes ``end_hidden`` (the paper's 50, 50, 25) and ``dropout``.
+        An unfitted :class:`~metal.end_model.EndModel` whose network (input module, trunk,
+        head) WeaSEL trains; default ``EndModel(k)``, the same end model the label-model
+        pipeline uses. Its training options are not used: WeaSEL's (below) are.
     encoder
-        A module mapping ``(b, m*k [+ d])`` (the flattened one-hot votes, then the features
-        when ``use_features``) to ``(b, m)`` or ``(b, m*k)`` raw accuracy scores. Default: an
-        MLP with hidden sizes ``encoder_hidden`` (70, 70), batch norm
-        (``encoder_batch_norm``) and ``dropout``.
+        A module ``forward(votes, features) -> (b, m)`` or ``(b, m * k)`` raw accuracy scores,
+        ``votes`` being the flattened ``(m, k)`` one-hot votes. Default:
+        :class:`~metal.weasel.Encoder`, an MLP with hidden sizes ``encoder_hidden`` (the
+        paper's 70, 70), batch norm (``encoder_batch_norm``) and ``encoder_dropout`` (0.3),
+        reading the features through the end model's default input module for ``X``.
     use_features
         Feed the features to the encoder besides the votes (paper: on).
     accuracy
@@ -461,22 +478,33 @@ class WeaSEL(WeaSELBase):
         paper's advice against collapse without early stopping).
     loss, stop_grad
         ``"symmetric_ce"`` with stop-gradients on both targets (paper); ablations:
-        ``"hellinger"``, ``"l1"``, ``"ce_end"``, ``"ce_encoder"``, ``stop_grad=False``.
+        ``"hellinger"`` (squared Hellinger), ``"l1"``, ``"ce_end"`` / ``"ce_encoder"`` (one
+        asymmetric term), ``stop_grad=False``.
     class_balance
-        ``P(y)`` added as ``log p`` to the encoder's logits (default uniform: no prior, as the
-        paper runs WeaSEL).
-    lr, weight_decay, batch_size, max_epochs, patience
-        Adam on both networks; early stopping after ``patience`` epochs without a better
-        validation score (only with ``X_valid``/``Y_valid``), then the best epoch is restored.
+        ``P(y)`` added as ``log p`` to the encoder's logits (default uniform, as the paper runs
+        WeaSEL).
     valid_metric
-        ``"auto"`` (ROC AUC for two classes, as in the paper; accuracy otherwise),
-        ``"auc"``, ``"accuracy"``, ``"f1"`` or ``"macro_f1"``.
+        Early-stopping metric on ``(X_valid, Y_valid)``: ``"auto"`` (ROC AUC for two classes,
+        as in the paper; accuracy otherwise), ``"auc"``, ``"accuracy"``, ``"f1"``,
+        ``"macro_f1"`` or ``"loss"``.
+    trainer, **train_options
+        :class:`~metal.end_model.TrainerConfig` fields (``n_epochs``, ``lr``, ``batch_size``,
+        ``patience``, ``weight_decay``, ``progress``, ``checkpoint_path`` ...). Defaults: the
+        TrainerConfig defaults with :data:`TRAINING_DEFAULTS` (50 epochs, weight decay 7e-7,
+        patience 10); one Adam optimiser over both networks.
     seed
-        Seeds initialisation, shuffling and dropout (torch's global RNG is restored after fit).
+        Seeds initialisation, batch order and dropout (torch's global RNG is not touched).
     device
         ``"cpu"`` or ``"cuda"``.
-    progress
-        Show a progress bar over epochs.
+
+    Attributes
+    ----------
+    end_model_ : EndModel
+        The trained end model (a fitted ``EndModel``: ``predict_proba``, ``save`` ...).
+    encoder_ : torch.nn.Module
+    history_ : list of dict
+        Per epoch: ``train_loss`` (the agreement loss), ``valid_<metric>``, ``lr``, ``time``.
+    best_epoch_ : int or None
 
     Examples
     --------
@@ -485,7 +513,7 @@ class WeaSEL(WeaSELBase):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(400, 5)); Y = (X[:, 0] > 0).astype(int)
     >>> L = np.where(rng.random((400, 3)) < 0.8, Y[:, None], 1 - Y[:, None])
-    >>> model = WeaSEL(max_epochs=5, progress=False).fit(L, X)
+    >>> model = WeaSEL(n_epochs=5).fit(L, X)
     >>> model.predict_proba(X).shape
     (400, 2)
     """
@@ -507,35 +535,45 @@ class WeaSEL(WeaSELBase):
     def _auto_metric(self) -> str:
         return "auc" if self.cardinality == 2 else "accuracy"
 
+    def _default_end_model(self) -> MultiTaskEndModel:
+        return EndModel(int(self.cardinality), seed=int(self.seed), device=self.device)
+
+    def _check_end_model(self, end: MultiTaskEndModel) -> None:
+        if list(end.tasks_.values()) != [int(self.cardinality)]:
+            raise ConfigError(f"end_model has tasks {end.tasks_}; WeaSEL(cardinality="
+                              f"{self.cardinality}) needs EndModel({self.cardinality})")
+
     def _combine_encoder(self, task_logits: list[torch.Tensor], log_prior: torch.Tensor
                          ) -> torch.Tensor:
         return torch.log_softmax(task_logits[0] + log_prior, dim=1)
 
-    def _combine_end(self, out: Any) -> torch.Tensor:
-        return torch.log_softmax(out, dim=1)
-
-    def _default_end_model(self, n_features: int) -> nn.Module:
-        return MLPEndModel(n_features, int(self.cardinality), self.end_hidden, self.dropout)
+    def _combine_end(self, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.log_softmax(next(iter(out.values())), dim=1)
 
     def _check_valid_labels(self, Y: Any, n: int) -> np.ndarray:
         from metal.matrix import check_gold
 
         return check_gold(Y, n, int(self.cardinality), name="Y_valid")
 
-    def _valid_score(self, log_f: np.ndarray, Y: np.ndarray, metric: str) -> float:
+    def _valid_scores(self, log_f: np.ndarray, Y: np.ndarray, metric: str) -> dict[str, float]:
+        keep = Y >= 0
+        out = {"loss": float(-np.mean(log_f[keep, Y[keep]]))}
         if metric == "auc":
-            return roc_auc(Y, log_f[:, 1])
-        preds = np.argmax(log_f, axis=1)
-        return score_predictions(Y, preds, [metric], cardinality=self.cardinality)[metric]
+            out["auc"] = roc_auc(Y, log_f[:, 1])
+        elif metric != "loss":
+            preds = np.argmax(log_f, axis=1)
+            out[metric] = score_predictions(Y, preds, [metric],
+                                            cardinality=int(self.cardinality))[metric]
+        return out
 
     def _extra_params(self) -> dict[str, Any]:
         return {"cardinality": int(self.cardinality)}
 
-    def _data(self, L: Any, X: Any, n_sources: int | None = None) -> WeakData:
-        votes = check_task_votes(L, self._cardinalities()[0], n_sources)
-        Xc = None if X is None else check_features(X, votes.n_rows,
-                                                   getattr(self, "n_features_", None))
-        return WeakData((votes,), Xc)
+    def _data(self, L: Any, X: Any, n_sources: Sequence[int] | None = None) -> WeakData:
+        votes = check_task_votes(L, self._cardinalities()[0],
+                                 None if n_sources is None else n_sources[0])
+        Xp = None if X is None else check_features(X, votes.n_rows)
+        return WeakData((votes,), Xp)
 
     def fit(self, L: Any, X: Any, X_valid: Any = None, Y_valid: Any = None) -> WeaSEL:
         """Train the encoder and the end model together; no labels of the training rows used.
@@ -547,7 +585,8 @@ class WeaSEL(WeaSELBase):
             storing votes only) or an ``(n, m, k)`` array of probabilistic votes (each source's
             distribution over the classes; all zeros = abstain).
         X
-            ``(n, d)`` features of the same rows (numpy or ``scipy.sparse``).
+            Features of the same rows, in any form the end model takes (dense array,
+            ``scipy.sparse`` TF-IDF, dict of token arrays).
         X_valid, Y_valid
             Optional small labelled split for early stopping (gold labels, ``-1`` unknown).
         """
@@ -556,19 +595,20 @@ class WeaSEL(WeaSELBase):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``(n, k)`` class probabilities of the end model (features only, no votes needed)."""
-        return np.exp(self._predict_log_proba(X))
+        self._check_fitted()
+        return self.end_model_.predict_proba(X)  # type: ignore[no-any-return]
 
-    def predict(self, X: Any, tie_break: str = "random") -> np.ndarray:
-        """The end model's most probable class of each row (ties as in ``probs_to_preds``)."""
-        return probs_to_preds(self.predict_proba(X), tie_break, seed=int(self.seed))
+    def predict(self, X: Any, tie_break: str = "first") -> np.ndarray:
+        """The end model's most probable class of each row."""
+        self._check_fitted()
+        return self.end_model_.predict(X, tie_break)  # type: ignore[no-any-return]
 
     def score(self, X: Any, Y: Any, metrics: Sequence[str] = ("accuracy",),
-              tie_break: str = "random") -> dict[str, float]:
-        """Score the end model's predictions against gold ``Y`` (``-1`` rows skipped).
-
-        Besides :data:`metal.metrics.METRICS`, ``"auc"`` (binary) is accepted.
-        """
+              tie_break: str = "first") -> dict[str, float]:
+        """Score the end model against gold ``Y`` (``-1`` rows skipped); ``"auc"`` accepted
+        besides :data:`metal.metrics.METRICS`."""
         from metal.matrix import check_gold
+        from metal.metrics import probs_to_preds
 
         probs = self.predict_proba(X)
         Yc = check_gold(Y, probs.shape[0], int(self.cardinality))
@@ -585,18 +625,14 @@ class WeaSEL(WeaSELBase):
         These are WeaSEL's probabilistic training labels; a row without any vote gets the
         prior. ``X`` is required when the encoder uses features.
         """
-        self._check_fitted()
-        if self.use_features and X is None:
-            raise ConfigError("this WeaSEL's encoder reads the features; pass X as well")
-        data = self._data(L, X if self.use_features else None, self.n_sources_[0])
-        return np.exp(self._encoder_log_proba(data))
+        return np.exp(self._encoder_log_proba(self._encoder_data(L, X)))
 
     @classmethod
     def _from_params(cls, params: dict[str, Any]) -> WeaSEL:
         return cls(**params)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], end_model: nn.Module | None = None,
+    def load(cls, path: str | os.PathLike[str], input_module: nn.Module | None = None,
              encoder: nn.Module | None = None) -> WeaSEL:
-        """Read a model written by :meth:`save`."""
-        return cls._load(path, end_model, encoder)  # type: ignore[no-any-return]
+        """Read a model written by :meth:`save` (pass custom modules it cannot rebuild)."""
+        return cls._load(path, input_module, None, encoder)  # type: ignore[no-any-return]

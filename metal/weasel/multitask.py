@@ -20,12 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from metal.end_model import MultiTaskEndModel
 from metal.errors import ConfigError, LabelMatrixError
-from metal.metrics import probs_to_preds
 from metal.tasks.graph import TaskGraph, task_graph_from_dict
 from metal.weasel._data import WeakData, check_features, check_task_votes
 from metal.weasel.model import WeaSELBase
-from metal.weasel.networks import MultiTaskMLPEndModel
 
 
 def _check_task_graph(task_graph: Any) -> TaskGraph:
@@ -43,8 +42,8 @@ class MultiTaskWeaSEL(WeaSELBase):
     task_graph
         Tasks, cardinalities and the feasible set of label vectors.
     end_model
-        A module mapping ``(b, d)`` features to ``{task_name: (b, k_task) logits}``. Default:
-        :class:`~metal.weasel.networks.MultiTaskMLPEndModel` (shared trunk, one head per task).
+        An unfitted :class:`~metal.end_model.MultiTaskEndModel` over the same tasks (input
+        module, shared trunk, one head per task); default ``MultiTaskEndModel(task_graph)``.
     class_balance
         Prior over the feasible label vectors, ``(K,)`` (default uniform).
     **kwargs
@@ -80,21 +79,21 @@ class MultiTaskWeaSEL(WeaSELBase):
                          ) -> torch.Tensor:
         return torch.log_softmax(self._joint(task_logits) + log_prior, dim=1)
 
-    def _combine_end(self, out: Any) -> torch.Tensor:
-        if not isinstance(out, Mapping):
-            raise ConfigError(f"the end model returned a {type(out).__name__}; a multi-task end "
-                              "model must return {task_name: (b, k_task) logits}")
-        names = self.task_graph.task_names
-        missing = [n for n in names if n not in out]
-        if missing:
-            raise ConfigError(f"the end model has no output for the tasks {missing}; expected "
-                              f"one head per task of the task graph: {names}")
-        per_task = [torch.log_softmax(out[n], dim=1) for n in names]
+    def _combine_end(self, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        per_task = [torch.log_softmax(out[n], dim=1) for n in self.task_graph.task_names]
         return torch.log_softmax(self._joint(per_task), dim=1)
 
-    def _default_end_model(self, n_features: int) -> nn.Module:
-        return MultiTaskMLPEndModel(n_features, self.task_graph.tasks, self.end_hidden,
-                                    self.dropout)
+    def _default_end_model(self) -> MultiTaskEndModel:
+        return MultiTaskEndModel(self.task_graph, seed=int(self.seed), device=self.device)
+
+    def _check_end_model(self, end: MultiTaskEndModel) -> None:
+        g = self.task_graph
+        if end.tasks_ != g.tasks:
+            raise ConfigError(f"end_model has tasks {end.tasks_}; the task graph has {g.tasks}. "
+                              "Build it as MultiTaskEndModel(task_graph, ...)")
+        if end.task_graph_ is None:  # decode its predictions over the feasible set too
+            end.tasks = g
+            end.task_graph_ = g
 
     def _check_valid_labels(self, Y: Any, n: int) -> np.ndarray:
         Y = np.asarray(Y)
@@ -106,14 +105,18 @@ class MultiTaskWeaSEL(WeaSELBase):
                                    "gold label per task (-1 unknown)")
         return Y.astype(np.int64)
 
-    def _valid_score(self, log_f: np.ndarray, Y: np.ndarray, metric: str) -> float:
-        if metric not in ("accuracy", "auto"):
+    def _valid_scores(self, log_f: np.ndarray, Y: np.ndarray, metric: str
+                      ) -> dict[str, float]:
+        if metric not in ("accuracy", "loss"):
             raise ConfigError(f"valid_metric={metric!r}; the multi-task model early-stops on "
-                              "'accuracy' (the mean per-task accuracy)")
+                              "'accuracy' (the mean per-task accuracy) or 'loss'")
         preds = self.task_graph.feasible[np.argmax(log_f, axis=1)]
         accs = [float(np.mean(preds[Y[:, s] >= 0, s] == Y[Y[:, s] >= 0, s]))
                 for s in range(Y.shape[1]) if (Y[:, s] >= 0).any()]
-        return float(np.mean(accs)) if accs else float("nan")
+        full = (Y >= 0).all(axis=1)
+        loss = float(-np.mean(log_f[full, self.task_graph.to_joint(Y[full])])) \
+            if full.any() else float("nan")
+        return {"accuracy": float(np.mean(accs)) if accs else float("nan"), "loss": loss}
 
     def _extra_params(self) -> dict[str, Any]:
         return {"task_graph": self.task_graph.to_dict()}
@@ -148,9 +151,8 @@ class MultiTaskWeaSEL(WeaSELBase):
         if len(rows) != 1:
             raise LabelMatrixError(f"the tasks' votes have different numbers of rows {rows}; "
                                    "give every task the votes of the same rows")
-        Xc = None if X is None else check_features(X, tasks[0].n_rows,
-                                                   getattr(self, "n_features_", None))
-        return WeakData(tasks, Xc)
+        Xp = None if X is None else check_features(X, tasks[0].n_rows)
+        return WeakData(tasks, Xp)
 
     # ------------------------------------------------------------------ API
     def fit(self, L: Any, X: Any, X_valid: Any = None, Y_valid: Any = None) -> MultiTaskWeaSEL:
@@ -172,7 +174,8 @@ class MultiTaskWeaSEL(WeaSELBase):
 
     def predict_proba_joint(self, X: Any) -> np.ndarray:
         """``(n, K)`` the end model's distribution over the feasible label vectors."""
-        return np.exp(self._predict_log_proba(X))
+        self._check_fitted()
+        return self.end_model_.predict_proba_joint(X)
 
     def predict_proba(self, X: Any) -> list[np.ndarray]:
         """Per-task marginals ``[(n, k_s)]`` of :meth:`predict_proba_joint`."""
@@ -180,13 +183,13 @@ class MultiTaskWeaSEL(WeaSELBase):
         return [joint @ self.task_graph.marginal_indicator(s)
                 for s in range(self.task_graph.n_tasks)]
 
-    def predict(self, X: Any, tie_break: str = "random") -> np.ndarray:
+    def predict(self, X: Any, tie_break: str = "first") -> np.ndarray:
         """``(n, t)`` most probable feasible label vector of each row."""
-        idx = probs_to_preds(self.predict_proba_joint(X), tie_break, seed=int(self.seed))
-        return self.task_graph.feasible[idx]
+        self._check_fitted()
+        return self.end_model_.predict(X, tie_break)  # type: ignore[no-any-return]
 
     def score(self, X: Any, Y: Any, metrics: Sequence[str] = ("accuracy",),
-              tie_break: str = "random") -> dict[str, Any]:
+              tie_break: str = "first") -> dict[str, Any]:
         """Per-task scores and the joint accuracy (every task right), as the label model's."""
         from metal.label_model.multitask import score_label_vectors
 
@@ -195,11 +198,7 @@ class MultiTaskWeaSEL(WeaSELBase):
 
     def predict_proba_encoder(self, L: Any, X: Any = None) -> np.ndarray:
         """``(n, K)`` the encoder's joint labels over the feasible set for votes ``L``."""
-        self._check_fitted()
-        if self.use_features and X is None:
-            raise ConfigError("this model's encoder reads the features; pass X as well")
-        data = self._data(L, X if self.use_features else None, self.n_sources_)
-        return np.exp(self._encoder_log_proba(data))
+        return np.exp(self._encoder_log_proba(self._encoder_data(L, X)))
 
     @classmethod
     def _from_params(cls, params: dict[str, Any]) -> MultiTaskWeaSEL:
@@ -208,7 +207,8 @@ class MultiTaskWeaSEL(WeaSELBase):
         return cls(graph, **params)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], end_model: nn.Module | None = None,
+    def load(cls, path: str | os.PathLike[str], input_module: nn.Module | None = None,
+             heads: Mapping[str, nn.Module] | None = None,
              encoder: nn.Module | None = None) -> MultiTaskWeaSEL:
-        """Read a model written by :meth:`save`."""
-        return cls._load(path, end_model, encoder)  # type: ignore[no-any-return]
+        """Read a model written by :meth:`save` (pass custom modules it cannot rebuild)."""
+        return cls._load(path, input_module, heads, encoder)  # type: ignore[no-any-return]

@@ -1,19 +1,21 @@
-"""The default networks of WeaSEL: the encoder and the (multi-task) MLP end model.
+"""WeaSEL's encoder network: votes (+ features) -> raw per-source accuracy scores.
 
-Both are plain ``torch.nn`` modules; any module with the same input and output shapes can
-replace them (``WeaSEL(encoder=..., end_model=...)``).
+The end model is not defined here: WeaSEL trains the project's own end models
+(:class:`metal.end_model.EndModel` / :class:`~metal.end_model.MultiTaskEndModel`), with their
+input modules, trunk and heads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 
-def mlp_layers(in_dim: int, hidden: Sequence[int], batch_norm: bool, dropout: float
-               ) -> tuple[list[nn.Module], int]:
+def encoder_layers(in_dim: int, hidden: Sequence[int], batch_norm: bool, dropout: float
+                   ) -> tuple[list[nn.Module], int]:
     """Hidden blocks ``Linear -> [BatchNorm] -> ReLU -> [Dropout]``; returns them and the width."""
     layers: list[nn.Module] = []
     width = in_dim
@@ -29,56 +31,42 @@ def mlp_layers(in_dim: int, hidden: Sequence[int], batch_norm: bool, dropout: fl
 
 
 class Encoder(nn.Module):
-    """The paper's encoder: an MLP (batch norm by default) from one-hot votes (+ features).
+    """The paper's encoder: an MLP (two hidden layers of 70, batch norm) on votes and features.
 
-    Input: ``(b, in_dim)`` = the flattened ``(m, k)`` vote distributions of every task,
-    followed by the features when they are used. Output: ``(b, out_dim)`` raw accuracy scores
-    (``m`` or ``m * k`` per task).
+    ``forward(votes, features)``: ``votes`` is ``(b, n_vote_inputs)``, the flattened ``(m, k)``
+    one-hot (or probabilistic) votes of every task; ``features`` is a feature batch as the end
+    model's input modules take it (dense tensor, sparse rows...) or ``None``. The features go
+    through ``feature_module`` (e.g. :class:`~metal.end_model.DenseInput`, which standardises
+    them, or :class:`~metal.end_model.SparseInput` for TF-IDF) and are concatenated with the
+    votes. Output: ``(b, n_outputs)`` raw accuracy scores (``m`` or ``m * k`` per task).
+
+    Any module with the same ``forward(votes, features)`` signature can replace it.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (70, 70),
-                 batch_norm: bool = True, dropout: float = 0.3) -> None:
-        super().__init__()
-        layers, width = mlp_layers(in_dim, hidden, batch_norm, dropout)
-        self.net = nn.Sequential(*layers, nn.Linear(width, out_dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
-
-
-class MLPEndModel(nn.Module):
-    """Single-task end model: MLP trunk and one linear head; returns ``(b, k)`` logits."""
-
-    def __init__(self, in_dim: int, cardinality: int, hidden: Sequence[int] = (50, 50, 25),
+    def __init__(self, n_vote_inputs: int, n_outputs: int,
+                 feature_module: nn.Module | None = None, feature_dim: int = 0,
+                 hidden: Sequence[int] = (70, 70), batch_norm: bool = True,
                  dropout: float = 0.3) -> None:
         super().__init__()
-        layers, width = mlp_layers(in_dim, hidden, False, dropout)
-        self.trunk = nn.Sequential(*layers)
-        self.head = nn.Linear(width, cardinality)
+        self.n_vote_inputs = int(n_vote_inputs)
+        self.n_outputs = int(n_outputs)
+        self.feature_module = feature_module
+        self.feature_dim = int(feature_dim) if feature_module is not None else 0
+        self.hidden = [int(h) for h in hidden]
+        self.batch_norm = bool(batch_norm)
+        self.dropout = float(dropout)
+        layers, width = encoder_layers(self.n_vote_inputs + self.feature_dim, self.hidden,
+                                       self.batch_norm, self.dropout)
+        self.net = nn.Sequential(*layers, nn.Linear(width, self.n_outputs))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))  # type: ignore[no-any-return]
+    def config(self) -> dict[str, Any]:
+        return {"n_vote_inputs": self.n_vote_inputs, "n_outputs": self.n_outputs,
+                "feature_dim": self.feature_dim, "hidden": self.hidden,
+                "batch_norm": self.batch_norm, "dropout": self.dropout}
 
-
-class MultiTaskMLPEndModel(nn.Module):
-    """Shared MLP trunk with one linear head per task (``nn.ModuleDict`` keyed by task name).
-
-    ``forward`` returns ``{task_name: (b, k_task) logits}``. The heads are stored under
-    ``task_0, task_1, ...`` (a task name such as ``"type"`` may not be a module attribute).
-    With one task it builds its
-    parameters in the same order as :class:`MLPEndModel`, so the same seed gives the same
-    initial weights.
-    """
-
-    def __init__(self, in_dim: int, tasks: dict[str, int], hidden: Sequence[int] = (50, 50, 25),
-                 dropout: float = 0.3) -> None:
-        super().__init__()
-        layers, width = mlp_layers(in_dim, hidden, False, dropout)
-        self.trunk = nn.Sequential(*layers)
-        self.task_names = list(tasks)
-        self.heads = nn.ModuleDict({f"task_{i}": nn.Linear(width, k)
-                                    for i, k in enumerate(tasks.values())})
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.trunk(x)
-        return {name: self.heads[f"task_{i}"](z) for i, name in enumerate(self.task_names)}
+    def forward(self, votes: torch.Tensor, features: Any = None) -> torch.Tensor:
+        if self.feature_module is not None:
+            if features is None:
+                raise ValueError("this encoder reads the features; pass them")
+            votes = torch.cat([votes, self.feature_module(features)], dim=1)
+        return self.net(votes)  # type: ignore[no-any-return]
