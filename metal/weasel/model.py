@@ -88,6 +88,7 @@ class WeaSELBase:
         encoder_hidden: Sequence[int] = (70, 70),
         encoder_batch_norm: bool = True,
         encoder_dropout: float = 0.3,
+        encoder_feature_width: int = 64,
         use_features: bool = True,
         accuracy: str = "softmax",
         softmax_over: str = "all",
@@ -108,6 +109,7 @@ class WeaSELBase:
         self.encoder_hidden = encoder_hidden
         self.encoder_batch_norm = encoder_batch_norm
         self.encoder_dropout = encoder_dropout
+        self.encoder_feature_width = encoder_feature_width
         self.use_features = use_features
         self.accuracy = accuracy
         self.softmax_over = softmax_over
@@ -228,7 +230,7 @@ class WeaSELBase:
             return copy.deepcopy(self.encoder)
         feature_module, dim = None, 0
         if self.use_features:
-            feature_module = default_input_module(X)
+            feature_module = default_input_module(X, width=int(self.encoder_feature_width))
             prepare = getattr(feature_module, "prepare", None)
             if callable(prepare):
                 prepare(X)
@@ -352,7 +354,8 @@ class WeaSELBase:
 
     # ------------------------------------------------------------------ persistence
     def _params(self) -> dict[str, Any]:
-        names = ("encoder_batch_norm", "encoder_dropout", "use_features", "accuracy",
+        names = ("encoder_batch_norm", "encoder_dropout", "encoder_feature_width",
+                 "use_features", "accuracy",
                  "softmax_over",
                  "class_conditional", "tau1", "tau2", "loss", "stop_grad", "valid_metric",
                  "seed", "device")
@@ -465,11 +468,20 @@ class WeaSEL(WeaSELBase):
         ``votes`` being the flattened ``(m, k)`` one-hot votes. Default:
         :class:`~metal.weasel.Encoder`, an MLP with hidden sizes ``encoder_hidden`` (the
         paper's 70, 70), batch norm (``encoder_batch_norm``) and ``encoder_dropout`` (0.3),
-        reading the features through the end model's default input module for ``X``.
+        reading the features through the end model's default input module for ``X``
+        (standardised dense features; a sparse TF-IDF matrix through a
+        ``SparseInput`` of width ``encoder_feature_width``, 64).
     use_features
         Feed the features to the encoder besides the votes (paper: on).
     accuracy
         ``"softmax"`` (paper), ``"sigmoid"``, ``"relu"`` or ``"tanh"`` (Table 5 ablations).
+    softmax_over
+        ``"all"`` (paper): the softmax of the accuracies runs over every source, so the encoder
+        can also move weight onto sources that abstain on a row and thereby soften (or, with
+        the weight on the voters, sharpen) its label. ``"voters"``: only over the sources that
+        vote on the row; the row's total evidence is then fixed at ``tau2`` and the labels
+        cannot collapse to uniform (which "all" did on generated hierarchies; see
+        docs/weasel.md). Default ``"all"`` here, ``"voters"`` for ``MultiTaskWeaSEL``.
     class_conditional
         One accuracy per source and class (default: when ``k > 2``, as in the paper).
     tau1, tau2

@@ -50,12 +50,16 @@ class MultiTaskWeaSEL(WeaSELBase):
         Every other hyperparameter of :class:`~metal.weasel.WeaSEL`; accuracies are per task
         (``tau2 = sqrt(m)`` for each task), class-conditional for tasks with more than two
         values by default. ``valid_metric="auto"`` is the mean per-task accuracy.
+        ``softmax_over`` defaults to ``"voters"``: with the paper's softmax over all sources
+        the joint labels collapsed to uniform on generated hierarchies (the agreement loss
+        sat at ``2 log K``), because the encoder can park its weight on abstaining sources.
     """
 
     _kind = "MultiTaskWeaSEL"
 
-    def __init__(self, task_graph: TaskGraph, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, task_graph: TaskGraph, softmax_over: str = "voters",
+                 **kwargs: Any) -> None:
+        super().__init__(softmax_over=softmax_over, **kwargs)
         self.task_graph = task_graph
 
     # ------------------------------------------------------------------ hooks

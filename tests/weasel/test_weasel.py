@@ -352,9 +352,11 @@ def test_roc_auc_matches_the_pair_count() -> None:
 
 
 # ---------------------------------------------------------------------------- multi-task
-def test_one_task_through_the_multitask_path_equals_the_single_task_path() -> None:
+@pytest.mark.parametrize("softmax_over", ["all", "voters"])
+def test_one_task_through_the_multitask_path_equals_the_single_task_path(softmax_over: str
+                                                                         ) -> None:
     L, X, Y = make_data(500, k=3)
-    kw = {**FAST, "seed": 4}
+    kw = {**FAST, "seed": 4, "softmax_over": softmax_over}
     single = WeaSEL(cardinality=3, **kw).fit(L, X, X[:80], Y[:80])
     multi = MultiTaskWeaSEL(TaskGraph({"t": 3}), **kw).fit(L[:, :, None], X, X[:80], Y[:80])
     assert np.allclose(single.predict_proba(X), multi.predict_proba_joint(X), atol=1e-5)
@@ -377,7 +379,7 @@ def _hierarchy_data(n: int = 1200) -> tuple[TaskHierarchy, np.ndarray, np.ndarra
 
 def test_multitask_predicts_only_feasible_vectors_and_learns() -> None:
     h, L, X, Y = _hierarchy_data()
-    model = MultiTaskWeaSEL(h, n_epochs=20, softmax_over="voters").fit(L[:1000], X[:1000])
+    model = MultiTaskWeaSEL(h, n_epochs=20).fit(L[:1000], X[:1000])
     preds = model.predict(X[1000:])
     assert preds.shape == (200, 3)
     assert h.is_feasible(preds).all()
