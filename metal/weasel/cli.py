@@ -63,9 +63,9 @@ def _wrench_inputs(path: str, split: str, k: int | None) -> dict[str, Any]:
     from metal.data.wrench import load_wrench, wrench_splits
 
     train = load_wrench(path, split)
-    others = {s: load_wrench(path, s) for s in ("valid", "test")
-              if s != split and s in wrench_splits(path)}
-    parts = {split: train, **others}
+    others: dict[str, Any] = {s: load_wrench(path, s) for s in ("valid", "test")
+                              if s != split and s in wrench_splits(path)}
+    parts: dict[str, Any] = {split: train, **others}
     if train.features is not None:
         X = {s: ws.features for s, ws in parts.items()}
     else:

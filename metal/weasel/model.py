@@ -608,7 +608,9 @@ class WeaSEL(WeaSELBase):
     def predict_proba(self, X: Any) -> np.ndarray:
         """``(n, k)`` class probabilities of the end model (features only, no votes needed)."""
         self._check_fitted()
-        return self.end_model_.predict_proba(X)  # type: ignore[no-any-return]
+        probs = self.end_model_.predict_proba(X)
+        assert isinstance(probs, np.ndarray)  # an EndModel returns one (n, k) array
+        return probs
 
     def predict(self, X: Any, tie_break: str = "first") -> np.ndarray:
         """The end model's most probable class of each row."""

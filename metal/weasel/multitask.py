@@ -70,7 +70,8 @@ class MultiTaskWeaSEL(WeaSELBase):
         return int(self.task_graph.n_feasible)
 
     def _feasible_t(self) -> torch.Tensor:
-        return torch.tensor(np.array(self.task_graph.feasible), dtype=torch.long, device=self.device)
+        return torch.tensor(np.array(self.task_graph.feasible), dtype=torch.long,
+                            device=self.device)
 
     def _joint(self, per_task: list[torch.Tensor]) -> torch.Tensor:
         F = self._feasible_t()

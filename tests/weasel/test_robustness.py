@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from metal.end_model import EndModel
 from metal.weasel import WeaSEL, roc_auc
 

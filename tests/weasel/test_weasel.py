@@ -9,8 +9,8 @@ import torch
 
 from metal import HierarchicalMajorityVoter, TaskGraph, TaskHierarchy
 from metal.data import make_hierarchical_synthetic
-from metal.errors import ConfigError, LabelMatrixError, NotFittedError, SaveFormatError
 from metal.end_model import DenseInput, EndModel, MultiTaskEndModel
+from metal.errors import ConfigError, LabelMatrixError, NotFittedError, SaveFormatError
 from metal.weasel import MultiTaskWeaSEL, WeaSEL, roc_auc
 from metal.weasel._core import ACCURACY_FUNCTIONS, LOSSES, accuracies, aggregate, agreement_loss
 
