@@ -32,7 +32,12 @@ from torch import nn
 
 from metal._io import load_arrays, save_arrays
 from metal.end_model import EndModel, MultiTaskEndModel, Trainer, TrainerConfig
-from metal.end_model.inputs import INPUT_MODULES, default_input_module, to_device
+from metal.end_model.inputs import (
+    INPUT_MODULES,
+    build_input_module,
+    default_input_module,
+    to_device,
+)
 from metal.end_model.trainer import arrays_to_state, seeded_rng, state_to_arrays
 from metal.errors import ConfigError, NotFittedError
 from metal.metrics import score_predictions
@@ -423,7 +428,7 @@ class WeaSELBase:
                 if spec is None:
                     raise ConfigError(f"{path}'s encoder reads features through a custom "
                                       "module; pass the whole encoder: load(path, encoder=...)")
-                feature = INPUT_MODULES[spec["name"]](**spec["config"])
+                feature = build_input_module(spec)
             enc = Encoder(cfg["n_vote_inputs"], cfg["n_outputs"], feature, cfg["feature_dim"],
                           cfg["hidden"], cfg["batch_norm"], cfg["dropout"])
         enc.load_state_dict(arrays_to_state(arrays, "encoder/"))
