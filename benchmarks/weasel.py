@@ -480,6 +480,9 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=("main", "robustness", "multitask", "probabilistic"))
+    parser.add_argument("--ablation", action="store_true",
+                        help="instead of the main table: WeaSEL with softmax_over='voters' and "
+                        "without encoder features on the same sets (section weasel_ablation)")
     parser.add_argument("--mt-seeds", type=int, nargs="+", default=[0],
                         help="seeds of the TREC multi-task comparison (default 0)")
     parser.add_argument("--lm-max-duplicates", type=int, default=LM_MAX_DUPLICATES,
@@ -496,7 +499,20 @@ def main() -> int:
         seeds, sets = (0,), ("youtube",)
     start = time.perf_counter()
     sections: dict[str, str] = {}
-    if "main" not in args.skip:
+    if args.ablation:
+        PIPELINES.clear()
+        PIPELINES["WeaSEL (softmax over voters)"] = lambda t, s: run_weasel(
+            t, s, softmax_over="voters")
+        PIPELINES["WeaSEL (no features in the encoder)"] = lambda t, s: run_weasel(
+            t, s, use_features=False)
+        table, info = main_table(sets, seeds)
+        print(table)
+        sections["weasel_ablation"] = (
+            "## WeaSEL ablations on the same sets\n\n"
+            "`python benchmarks/weasel.py --ablation --skip robustness multitask probabilistic`: "
+            "the protocol of the main WeaSEL table, changing one default at a time.\n\n"
+            + table)
+    elif "main" not in args.skip:
         table, info = main_table(sets, seeds)
         print(table)
         m = info["means"]
