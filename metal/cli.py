@@ -7,7 +7,8 @@ Subcommands (``metal COMMAND --help`` for each):
   dataset, optionally with plots;
 * ``check``: are the sources' accuracies identifiable for this dependency (and task) graph?
 * ``fit``: fit a label model on a dataset; write probabilistic labels and the model;
-* ``evaluate``: score saved probabilistic labels or a saved model against gold labels.
+* ``evaluate``: score saved probabilistic labels or a saved model against gold labels;
+* ``weasel``: train an end model end to end from the sources (WeaSEL, ``metal.weasel.cli``).
 
 Datasets (the ``DATA`` argument) are WRENCH folders, ``.npz`` files holding ``L`` (and
 optionally ``Y``), crowd folders (``answer.csv`` + ``truth.csv``) or crowd answer csv files.
@@ -515,8 +516,14 @@ def _add_evaluate(sub: Any) -> None:
 
 
 # One entry per subcommand; add end-model training here (e.g. ``_add_train``).
+def _add_weasel(sub: Any) -> None:
+    from metal.weasel.cli import add_parser
+
+    add_parser(sub)
+
+
 COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_analyze, _add_check, _add_fit,
-                                         _add_evaluate]
+                                         _add_evaluate, _add_weasel]
 
 
 def build_parser() -> argparse.ArgumentParser:
