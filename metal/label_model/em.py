@@ -11,7 +11,11 @@ state. Whether "abstain" is a symbol is the caller's choice:
 
 * abstain modelled: abstain is one more symbol of each source (its silence is evidence);
 * votes only: there is no abstain column, so a row where a source is silent simply lacks that
-  source's factor, and ``theta`` is ``P(symbol | y, voted)``.
+  source's factor, and ``theta`` is ``P(symbol | y, voted)``;
+* implicit abstain (``implicit_abstain=True``): abstain is modelled, but ``A`` stores votes only
+  and every source gets one more, unstored, symbol that it emits on the rows where it stores
+  nothing. The result is the same as with explicit abstain columns, at the cost of the votes
+  alone (an explicit column would store ``rows x sources`` entries).
 
 Rows are given as a sparse one-hot matrix ``A`` (rows x symbols, one stored 1 per observed
 symbol), so an E-step is one sparse product ``A @ log theta`` and an M-step one sparse product
@@ -63,6 +67,8 @@ class EMResult:
         Number of EM iterations run.
     converged
         Whether the relative change of the objective fell below ``tol``.
+    log_abstain
+        ``(n_sources, Y)`` ``log P(abstain | state)`` with ``implicit_abstain=True``, else None.
     """
 
     log_tables: np.ndarray
@@ -71,6 +77,7 @@ class EMResult:
     objective: list[float] = field(default_factory=list)
     n_iter: int = 0
     converged: bool = False
+    log_abstain: np.ndarray | None = None
 
     @property
     def log_likelihood(self) -> list[float]:
@@ -107,8 +114,12 @@ def em_log_posterior(
     symbol_source: np.ndarray,
     log_tables: np.ndarray,
     log_prior: np.ndarray,
+    log_abstain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log posterior over states of every row, and each row's log marginal likelihood.
+
+    ``log_abstain`` (``(n_sources, Y)``, from ``implicit_abstain=True``) adds the factor of
+    every source that stores no symbol on a row.
 
     Returns
     -------
@@ -117,8 +128,12 @@ def em_log_posterior(
     log_marginal
         ``(n_rows,)`` ``log P(row)``.
     """
-    A, _, _ = _check_inputs(A, symbol_source)
-    scores = np.asarray(A @ log_tables) + log_prior[None, :]
+    A, symbol_source, _ = _check_inputs(A, symbol_source)
+    if log_abstain is None:
+        scores = np.asarray(A @ log_tables) + log_prior[None, :]
+    else:
+        scores = (np.asarray(A @ (log_tables - log_abstain[symbol_source]))
+                  + (log_prior + log_abstain.sum(axis=0))[None, :])
     log_marginal = logsumexp(scores, axis=1)
     return scores - log_marginal[:, None], log_marginal
 
@@ -129,9 +144,21 @@ def _m_step(
     source_sum: sp.csr_matrix,
     symbol_source: np.ndarray,
     pseudo_count: np.ndarray,
-) -> np.ndarray:
-    counts = np.asarray(A.T @ weighted_post) + pseudo_count
-    totals = np.asarray(source_sum @ counts)[symbol_source]
+    abstain_pseudo: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table)."""
+    vote_counts = np.asarray(A.T @ weighted_post)
+    counts = vote_counts + pseudo_count
+    log_abstain = None
+    per_source = np.asarray(source_sum @ counts)
+    if abstain_pseudo is not None:
+        # a source abstains on every unit of row mass it does not vote on
+        voted = np.asarray(source_sum @ vote_counts)
+        abstained = np.maximum(weighted_post.sum(axis=0)[None, :] - voted, 0.0) + abstain_pseudo
+        per_source = per_source + abstained
+        with np.errstate(divide="ignore"):
+            log_abstain = np.log(abstained) - np.log(np.maximum(per_source, 1e-300))
+    totals = per_source[symbol_source]
     with np.errstate(divide="ignore"):
         # a source/state with no mass at all (zero pseudo-count, never seen) stays uniform
         uniform = totals <= 0
@@ -140,7 +167,7 @@ def _m_step(
         n_sym = np.bincount(symbol_source, minlength=source_sum.shape[0])[symbol_source]
         tables = np.where(uniform, 1.0 / n_sym[:, None], tables)
     with np.errstate(divide="ignore"):
-        return np.log(tables)
+        return np.log(tables), log_abstain
 
 
 def _log_prior_term(pseudo: np.ndarray, log_values: np.ndarray) -> float:
@@ -162,6 +189,9 @@ def fit_em(
     fit_prior: bool = True,
     max_iter: int = 100,
     tol: float = 1e-6,
+    implicit_abstain: bool = False,
+    abstain_pseudo_count: float = 1.0,
+    n_sources: int | None = None,
 ) -> EMResult:
     """Refine a label model by EM (MAP under pseudo-count priors).
 
@@ -189,8 +219,19 @@ def fit_em(
     max_iter, tol
         Stop after ``max_iter`` iterations or when the objective's relative change is below
         ``tol``.
+    implicit_abstain
+        Model abstain as one more symbol of every source without storing it in ``A`` (see the
+        module docstring); the result's ``log_abstain`` holds its table.
+    abstain_pseudo_count
+        Pseudo-count of the implicit abstain symbol (scalar).
+    n_sources
+        Number of sources, when trailing sources have no symbol column (default: from
+        ``symbol_source``). Only matters with ``implicit_abstain``.
     """
-    A, symbol_source, n_sources = _check_inputs(A, symbol_source)
+    A, symbol_source, found_sources = _check_inputs(A, symbol_source)
+    n_sources = found_sources if n_sources is None else int(n_sources)
+    if n_sources < found_sources:
+        raise ConfigError(f"n_sources={n_sources} but symbol_source names {found_sources}")
     n_rows = A.shape[0]
     if init_posterior is not None:
         post = np.asarray(init_posterior, dtype=np.float64)
@@ -215,6 +256,9 @@ def fit_em(
     if not (np.isfinite(pc).all() and np.isfinite(ppc).all()) or (pc < 0).any() or (ppc < 0).any():
         raise ConfigError("pseudo-counts must be finite and >= 0")
 
+    if not np.isfinite(abstain_pseudo_count) or abstain_pseudo_count < 0:
+        raise ConfigError("abstain_pseudo_count must be finite and >= 0")
+    abst_pc = np.full((n_sources, Y), float(abstain_pseudo_count)) if implicit_abstain else None
     source_sum = _source_sum(symbol_source, n_sources)
     fixed_prior = None if init_log_prior is None else np.asarray(init_log_prior, np.float64)
 
@@ -226,9 +270,10 @@ def fit_em(
         with np.errstate(divide="ignore"):
             return np.log(mass / mass.sum())
 
+    log_abstain: np.ndarray | None
     if post is not None:
         wp = post * w[:, None]
-        log_tables = _m_step(A, wp, source_sum, symbol_source, pc)
+        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc)
         log_prior = prior_step(wp)
     else:
         log_tables = np.asarray(init_log_tables, dtype=np.float64)
@@ -237,13 +282,20 @@ def fit_em(
         if log_tables.shape != (A.shape[1], Y):
             raise ConfigError(f"init_log_tables must have shape {(A.shape[1], Y)}, "
                               f"got {log_tables.shape}")
+        if implicit_abstain:
+            raise ConfigError("implicit_abstain needs init_posterior (the abstain table is "
+                              "estimated in the first M-step)")
+        log_abstain = None
 
     result = EMResult(log_tables=log_tables, log_prior=log_prior,
                       posterior=np.empty((n_rows, Y)))
     previous = -np.inf
     for it in range(1, max_iter + 1):
-        log_post, log_marginal = em_log_posterior(A, symbol_source, log_tables, log_prior)
+        log_post, log_marginal = em_log_posterior(A, symbol_source, log_tables, log_prior,
+                                                  log_abstain)
         objective = float(w @ log_marginal) + _log_prior_term(pc, log_tables)
+        if abst_pc is not None and log_abstain is not None:
+            objective += _log_prior_term(abst_pc, log_abstain)
         if fit_prior:
             objective += _log_prior_term(ppc, log_prior)
         result.objective.append(objective)
@@ -254,13 +306,14 @@ def fit_em(
             break
         previous = objective
         wp = post * w[:, None]
-        log_tables = _m_step(A, wp, source_sum, symbol_source, pc)
+        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc)
         log_prior = prior_step(wp)
     else:
         # the loop ended on an M-step: report the posterior at the final parameters
-        log_post, _ = em_log_posterior(A, symbol_source, log_tables, log_prior)
+        log_post, _ = em_log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
         post = np.exp(log_post)
     result.log_tables, result.log_prior, result.posterior = log_tables, log_prior, post
+    result.log_abstain = log_abstain
     return result
 
 

@@ -113,3 +113,22 @@ def test_bad_inputs_are_refused() -> None:
         fit_em(A, src, _mv_posterior(L, 2), fit_prior=False)
     with pytest.raises(ConfigError, match="label values"):
         one_hot_votes(np.array([[0, 5]]), 2)
+
+
+def test_implicit_abstain_equals_explicit_abstain_columns() -> None:
+    L, *_ = _dawid_skene(3_000, 5, 3, seed=4)
+    post0 = _mv_posterior(L, 3)
+    A, src = one_hot_votes(L, 3, abstain_symbol=True)
+    explicit = fit_em(A, src, post0, pseudo_count=0.5, max_iter=50, tol=0)
+    Av, srcv = one_hot_votes(L, 3)
+    implicit = fit_em(Av, srcv, post0, pseudo_count=0.5, abstain_pseudo_count=0.5, max_iter=50,
+                      tol=0, implicit_abstain=True)
+    tables = explicit.log_tables.reshape(5, 4, 3)
+    assert implicit.log_abstain is not None
+    assert np.allclose(implicit.log_tables.reshape(5, 3, 3), tables[:, :3], atol=1e-8)
+    assert np.allclose(implicit.log_abstain, tables[:, 3], atol=1e-8)
+    assert np.allclose(implicit.posterior, explicit.posterior, atol=1e-8)
+    assert np.allclose(implicit.objective, explicit.objective)
+    lp, lm = em_log_posterior(Av, srcv, implicit.log_tables, implicit.log_prior,
+                              implicit.log_abstain)
+    assert np.allclose(np.exp(lp), implicit.posterior, atol=1e-8)
