@@ -26,8 +26,10 @@ from metal.label_model.multitask.likelihood import (
     JointFit,
     SymbolTable,
     Units,
+    degenerate_share,
     fit_joint_em,
     joint_log_posterior,
+    n_parameters,
     source_codes,
 )
 from metal.label_model.multitask.moments import TIES, fit_joint_moments
@@ -43,6 +45,10 @@ from metal.metrics import probs_to_preds
 from metal.tasks.graph import TaskGraph, task_graph_from_dict
 
 ESTIMATORS = ("em", "moments")
+TABLES = ("auto", "free", "tied")
+#: EM fits with more of their votes than this from symbols that are not better than random
+#: are rejected (label-free; the same threshold as the single-task rule)
+MAX_DEGENERATE_SHARE = 0.1
 STARTS = ("majority", "moments")
 
 
@@ -54,6 +60,16 @@ class MultiTaskLabelModel(BaseLabelModel):
     set, or abstains, with probability ``P(lambda_i | y_j)``. The posterior ``P(Y | lambda)``
     is computed in log space over the feasible set, so predictions are always feasible, and
     per-task marginals are sums of the joint.
+
+    The rule (``estimator="em"``, ``tables="auto"``; label-free, once per fit). Both
+    parameterisations are fitted from the same start; the one with the higher BIC (log
+    likelihood of all votes, abstentions included, minus ``0.5 * n_parameters * log n``)
+    wins, unless more than 10% of its votes come from symbols it does not treat as better
+    than random (the states that agree most with the symbol do not hold its largest
+    probability: the latent states then track which sources fire, not the labels, which
+    happens with many correlated sparse sources); then the other one, and if both fail, the
+    moment estimator is used (``em_choice_`` records the scores). With fewer than three
+    independent source groups voting, EM is not run (the tables of the start are kept).
 
     Estimators. ``"em"`` (default): maximum likelihood (MAP under small pseudo-count priors
     that vanish with n) by EM over the feasible set, started from hierarchical majority vote
@@ -85,6 +101,12 @@ class MultiTaskLabelModel(BaseLabelModel):
         Optional names of the sources (for ``dependencies``).
     start
         EM start: ``"majority"`` (hierarchical majority vote) or ``"moments"``.
+    tables
+        EM parameterisation: ``"free"`` (a free table ``P(symbol | y_j)`` per source),
+        ``"tied"`` (one parameter per symbol and *level of agreement* with ``y_j``: e.g. fine
+        value right / coarse right but fine wrong / coarse wrong, so a unipolar fine source has
+        three parameters however many feasible vectors there are), or ``"auto"`` (default):
+        both are fitted and the label-free rule below picks one.
     pseudo_count
         Dirichlet pseudo-counts per (source, feasible vector), in rows: spread over the
         source's observed symbols by frequency and tilted towards symbols that agree with the
@@ -140,6 +162,7 @@ class MultiTaskLabelModel(BaseLabelModel):
         dependencies: nx.Graph | None = None,
         source_names: Sequence[Hashable] | None = None,
         start: str = "majority",
+        tables: str = "auto",
         pseudo_count: float = 1.0,
         em_max_iter: int = 300,
         em_tol: float = 1e-8,
@@ -159,6 +182,7 @@ class MultiTaskLabelModel(BaseLabelModel):
         self.dependencies = dependencies
         self.source_names = source_names
         self.start = start
+        self.tables = tables
         self.pseudo_count = pseudo_count
         self.em_max_iter = em_max_iter
         self.em_tol = em_tol
@@ -180,6 +204,8 @@ class MultiTaskLabelModel(BaseLabelModel):
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"estimator={self.estimator!r} is not known; expected one of "
                               f"{ESTIMATORS}")
+        if self.tables not in TABLES:
+            raise ConfigError(f"tables={self.tables!r} is not known; expected one of {TABLES}")
         if self.start not in STARTS:
             raise ConfigError(f"start={self.start!r} is not known; expected one of {STARTS}")
         if self.tie not in TIES:
@@ -308,6 +334,9 @@ class MultiTaskLabelModel(BaseLabelModel):
             warnings.warn(f"sources {silent.tolist()} never vote in L; they carry no information "
                           "and are ignored (remove them, or check that they were applied)",
                           MetalWarning, stacklevel=2)
+        for stale in ("joint_fit_", "emitted_", "label_model_", "em_choice_"):
+            if hasattr(self, stale):
+                delattr(self, stale)
         self.coding_ = coding
         self.coverage_ = coverage
         self.n_sources_ = coding.n_sources
@@ -412,10 +441,34 @@ class MultiTaskLabelModel(BaseLabelModel):
                           "the tables are those of the majority-vote start",
                           MetalWarning, stacklevel=3)
             max_iter = 1
-        fit = fit_joint_em(keys, units, coding, g.feasible, start,
-                           log_prior=None if p is None else np.log(p),
-                           pseudo_count=float(self.pseudo_count), tilt=2.0,
-                           max_iter=max_iter, tol=float(self.em_tol))
+        log_prior = None if p is None else np.log(p)
+        candidates = ["free", "tied"] if self.tables == "auto" else [str(self.tables)]
+        fits, scores, shares = {}, {}, {}
+        for name in candidates:
+            fit = fit_joint_em(keys, units, coding, g.feasible, start, log_prior=log_prior,
+                               pseudo_count=float(self.pseudo_count), tilt=2.0,
+                               max_iter=max_iter, tol=float(self.em_tol),
+                               tied=name == "tied")
+            assert fit.vote_counts is not None
+            fits[name] = fit
+            # BIC: the likelihood of the votes (abstentions included) against the parameters
+            scores[name] = (fit.log_likelihood - 0.5 * n_parameters(fit, name == "tied")
+                            * np.log(max(fit.n_rows, 2.0)))
+            shares[name] = degenerate_share(fit, fit.vote_counts)
+        ranked = sorted(candidates, key=lambda c: -scores[c])
+        usable = [c for c in ranked if shares[c] <= MAX_DEGENERATE_SHARE]
+        if max_iter == 1:
+            usable = ranked[:1]
+        chosen = usable[0] if usable else "moments"
+        self.em_choice_ = {"chosen": chosen, "bic": scores, "degenerate_share": shares}
+        if chosen == "moments":
+            warnings.warn("EM over the feasible set left 'better than random' for more than "
+                          f"{MAX_DEGENERATE_SHARE:.0%} of the votes (shares {shares}); the "
+                          "latent states track which sources fire rather than the labels, so "
+                          "the moment estimator is used instead", MetalWarning, stacklevel=3)
+            self._fit_moments(votes, coding, p, p_source)
+            return self
+        fit = fits[chosen]
         self.joint_fit_ = fit
         self.class_balance_ = np.exp(fit.log_prior)
         res = fit.result
@@ -453,6 +506,7 @@ class MultiTaskLabelModel(BaseLabelModel):
                     code = (fit.symbols.vocab[sel] // w[j]) % (coding.n_values[i] + 1)
                     out[i][:] = 0.0
                     np.add.at(out[i], code, probs[sel])
+                    out[i][-1] += np.exp(fit.log_abstain[u])
             return out
         src = np.searchsorted(coding.offsets, self.emitted_, side="right") - 1
         for i in range(coding.n_sources):  # loop over sources, not rows
@@ -574,7 +628,7 @@ class MultiTaskLabelModel(BaseLabelModel):
             raise ConfigError("a one-task MultiTaskLabelModel is a LabelModel; save "
                               "model.label_model_ (LabelModel.save) instead")
         params = {
-            "estimator": self.estimator, "start": self.start,
+            "estimator": self.estimator, "start": self.start, "tables": self.tables,
             "pseudo_count": float(self.pseudo_count), "em_max_iter": int(self.em_max_iter),
             "em_tol": float(self.em_tol),
             "method": self.method, "tie": self.tie, "model_abstains": bool(self.model_abstains),
@@ -593,7 +647,8 @@ class MultiTaskLabelModel(BaseLabelModel):
             fit = self.joint_fit_
             params["units"] = [m.tolist() for m in fit.units.members]
             arrays.update(vocab=fit.symbols.vocab, vocab_offsets=fit.symbols.offsets,
-                          log_tables=fit.log_tables, log_prior=fit.log_prior)
+                          abstain_keys=fit.symbols.abstain_keys, log_tables=fit.log_tables,
+                          log_abstain=fit.log_abstain, log_prior=fit.log_prior)
         else:
             arrays.update(emitted=self.emitted_, indicator_probs=self.indicator_probs_,
                           abstain_probs=self.abstain_probs_)
@@ -615,8 +670,10 @@ class MultiTaskLabelModel(BaseLabelModel):
         model.class_balance_ = arrays["class_balance"]
         if units is not None:
             model.joint_fit_ = JointFit(Units.build(units, coding.n_values),
-                                        SymbolTable(arrays["vocab"], arrays["vocab_offsets"]),
-                                        arrays["log_tables"], arrays["log_prior"])
+                                        SymbolTable(arrays["vocab"], arrays["vocab_offsets"],
+                                                    arrays["abstain_keys"]),
+                                        arrays["log_tables"], arrays["log_abstain"],
+                                        arrays["log_prior"])
         else:
             model.emitted_ = arrays["emitted"]
             model.indicator_probs_ = arrays["indicator_probs"]
