@@ -273,6 +273,7 @@ def n_parameters(fit: JointFit, tied: bool) -> int:
     (tied), plus the prior."""
     K = fit.log_prior.shape[0]
     if tied:
+        assert fit.agreement is not None
         levels = agreement_projection(fit.agreement)
         n_tables = int(sum(np.unique(row).size for row in levels))
     else:
@@ -284,6 +285,7 @@ def degenerate_share(fit: JointFit, vote_counts: np.ndarray) -> float:
     """Share of the votes cast with symbols the fit does not treat as better than random: the
     states that agree most with the symbol do not hold its largest probability."""
     agree = fit.agreement
+    assert agree is not None
     top = agree >= agree.max(axis=1, keepdims=True) - 1e-9
     best_top = np.where(top, fit.log_tables, -np.inf).max(axis=1)
     best_other = np.where(top, -np.inf, fit.log_tables).max(axis=1)

@@ -425,9 +425,9 @@ class MultiTaskLabelModel(BaseLabelModel):
                 p_source: str) -> MultiTaskLabelModel:
         g = self.task_graph
         codes, _ = source_codes(votes, coding, int(self.chunk_rows))
-        voting = coding.coverage.any(axis=1)
+        voting = np.asarray(coding.coverage.any(axis=1), dtype=bool)
         groups = [grp for grp in self._source_groups(coding.n_sources)
-                  if voting[grp].any()]
+                  if bool(voting[np.asarray(grp)].any())]
         units = Units.build(groups, coding.n_values)
         keys = units.keys(codes)
         del codes
