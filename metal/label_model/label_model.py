@@ -29,15 +29,20 @@ from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.likelihood import (
     CANDIDATES,
+    MAX_DEGENERATE_VOTES,
     MODES,
     ModeChoice,
     Tables,
     VoteData,
     choose_mode,
+    degenerate_share,
     em_tables,
     keep_class_names,
+    multi_valued_share,
+    one_coin_em,
     run_em,
 )
+from metal.label_model.posterior import log_posterior, log_tables
 from metal.label_model.statistics import SourceStatistics, third_moments
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_label_matrix
 
@@ -49,8 +54,9 @@ MAX_THIRD_MOMENT_INDICATORS = 200
 MAX_MOMENT_INDICATORS = 500
 # the default ridge of the moment fit is worth this many rows: l2 = L2_PRIOR_ROWS / n_rows, so
 # it vanishes as the data grows and the estimate stays consistent
-L2_PRIOR_ROWS = 100.0
-EVIDENCE = ("votes", "votes_and_abstains", "votes_given_voted")
+L2_PRIOR_ROWS = 1000.0
+# L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
+START_MAX_ITER = 50
 
 
 class MetalWarning(UserWarning):
@@ -132,7 +138,8 @@ class LabelModel(BaseLabelModel):
         ``max_iter`` iterations, relative tolerance 1e-7).
     l2
         Ridge of the moment fit towards its "better than random" starting point. ``None``
-        (default): ``100 / n_rows``, a prior worth 100 rows, so it vanishes as the data grows
+        (default): ``1000 / n_rows``, a prior worth 1000 rows (chosen on the WRENCH valid
+        splits), so it vanishes as the data grows
         and the estimate converges to the truth on data drawn from the model. A float: that
         fixed strength.
     chunk_rows
@@ -286,8 +293,14 @@ class LabelModel(BaseLabelModel):
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         p, p_source = resolve_class_balance(class_balance, Y_dev, k)
-        # the moment stage keeps a uniform balance by default; the EM stage then estimates it
-        fixed_balance = p is not None and (class_balance is not None or Y_dev is not None)
+        # the moment stage keeps a uniform balance by default; the EM stage then estimates it.
+        # Y_dev's labels enter EM as pseudo-counts of the classes (evidence added to the
+        # unlabeled rows', not a replacement for it)
+        fixed_balance = p is not None and class_balance is not None
+        self._prior_pseudo: float | np.ndarray = 1.0
+        if Y_dev is not None:
+            self._prior_pseudo = 1.0 + np.bincount(
+                np.asarray(Y_dev)[np.asarray(Y_dev) >= 0], minlength=k).astype(np.float64)
         candidates = self._candidates()
         data = None
         if candidates:
@@ -313,12 +326,60 @@ class LabelModel(BaseLabelModel):
             blocks = ((c.stop - c.start, *coding.encode(c))
                       for c in lm.iter_votes(int(self.chunk_rows)))
             third = third_moments(blocks, emitted)
-        self._fit_statistics(stats, coding, p, p_source, third)
+        # when EM will refine it, the moment fit is only a starting point: a short budget
+        starts_em = data is not None and multi_valued_share(data[0]) > 0
+        self._fit_statistics(stats, coding, p, p_source, third,
+                             max_iter=min(int(self.max_iter), START_MAX_ITER) if starts_em
+                             else None)
         if data is not None:
+            self._kept_moments_start = None
             self._refine(lm, k, data, p, p_source, fixed_balance, candidates, moments=True)
+            start = self._kept_moments_start
+            del self._kept_moments_start
+            if start is not None:
+                self._moment_balance(data[0], start, k, stats, coding, p_source, third)
         return self
 
+    def _moment_balance(self, data: VoteData, start: np.ndarray, k: int,
+                        stats: SourceStatistics, coding: SourceCoding, p_source: str,
+                        third: np.ndarray | None) -> None:
+        """``class_balance="estimate"`` with the moment fit kept: refit its tables under the
+        likelihood's balance when that is trusted, else (with a warning) under the uniform
+        prior."""
+        choice = self.fit_info_.mode_choice
+        balance, share = self._trusted_balance(data, start, k)
+        if balance is None:
+            warnings.warn(
+                f"class_balance='estimate': the likelihood fit of the balance treats "
+                f"{share:.0%} of the votes as no better than random, so its balance is not "
+                "trusted; using the uniform prior instead (pass class_balance= or Y_dev= if "
+                "you know it)", MetalWarning, stacklevel=3)
+            self._fit_statistics(stats, coding, np.full(k, 1.0 / k),
+                                 "uniform (estimate not trusted)", third)
+            self.fit_info_.mode_choice = choice
+            return
+        self._fit_statistics(stats, coding, balance, p_source, third)
+        self.fit_info_.mode_choice = choice
+
     # ------------------------------------------------------------------ likelihood stage
+    def _trusted_balance(self, data: VoteData, start: np.ndarray, k: int
+                         ) -> tuple[np.ndarray | None, float]:
+        """The class balance of the maximum-likelihood (abstain-modelled) EM fit, or None
+        when that fit is degenerate (and the share of votes it treats as no better than
+        random).
+
+        Second moments leave the balance weakly identified (a flat direction for two
+        classes); the likelihood identifies it when the model holds, and the degenerate
+        check refuses it where the model does not (on the real labeling-function sets).
+        """
+        weights = data.counts.astype(np.float64)
+        res = run_em(data, start, weights, True, None, int(self.max_iter), 1e-7,
+                     self._prior_pseudo)
+        perm = keep_class_names(start, res, weights, k)
+        tables = em_tables(data, res, True, weights, perm)
+        share = degenerate_share(tables.votes, data.vote_counts(), data.n_sources, k)
+        return (tables.class_balance if share <= MAX_DEGENERATE_VOTES else None), share
+
     def _refine(self, lm: LabelMatrix, k: int,
                 vote_data: tuple[VoteData, np.ndarray | sp.csr_matrix],
                 p: np.ndarray | None, p_source: str, fixed_balance: bool,
@@ -327,9 +388,13 @@ class LabelModel(BaseLabelModel):
         data, unique = vote_data
         n_rows = lm.n_rows
         if moments:
+            balance = self.class_balance_
+            if p is None:  # start from the moment tables with a uniform, not a drifted, prior
+                self.class_balance_ = np.full(k, 1.0 / k)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MetalWarning)  # unseen values: same rows as fit
                 start = self.predict_proba(unique)
+            self.class_balance_ = balance
             moment_tables = Tables(votes=self.indicator_probs_[: lm.n_sources * k],
                                    abstain=self.abstain_probs_[: lm.n_sources],
                                    class_balance=self.class_balance_)
@@ -346,17 +411,37 @@ class LabelModel(BaseLabelModel):
         choice = None
         if len(candidates) > 1 or moments and self.mode == "auto":
             choice = choose_mode(data, start, moment_tables, candidates, fixed,
-                                 float(self.prob_floor), int(self.seed), max_iter, em_tol)
+                                 float(self.prob_floor), int(self.seed), max_iter, em_tol,
+                                 self._prior_pseudo)
             chosen = choice.chosen
         else:
             chosen = candidates[0]
         if chosen == "moments":
             assert self.fit_info_ is not None
             self.fit_info_.mode_choice = choice
+            if p is None and moment_tables is not None:
+                # class_balance="estimate" and the moment fit is kept: take the likelihood's
+                # class balance if it can be trusted and refit the moment tables under it (see
+                # fit). Not by default: on youtube the trusted estimate cost 6 points, and the
+                # uniform prior is the robust choice on labeling functions
+                self._kept_moments_start = start
+            return self
+        weights = data.counts.astype(np.float64)
+        if chosen == "em_one_coin":
+            tables, n_iter = one_coin_em(data, start, weights, max_iter, em_tol, fixed)
+            self._set_fitted(SourceCoding(lm.n_sources, k), tables.votes, tables.abstain,
+                             tables.class_balance, np.flatnonzero(data.vote_counts() > 0),
+                             "votes_given_voted")
+            self.statistics_ = None
+            self.fit_info_ = FitInfo(loss=float("nan"), n_iter=0, n_rows=n_rows,
+                                     n_indicators=int(self.emitted_.size),
+                                     permutation=list(range(k)), class_balance_source=(
+                                         p_source if fixed is not None else "estimated"),
+                                     mode=chosen, mode_choice=choice, em_iter=n_iter)
             return self
         abstain = chosen == "em_abstain"
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
-                     em_tol)
+                     em_tol, self._prior_pseudo)
         perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
         tables = em_tables(data, res, abstain, data.counts.astype(np.float64), perm)
         coding = SourceCoding(lm.n_sources, k)
@@ -371,7 +456,8 @@ class LabelModel(BaseLabelModel):
             loss=float(-res.objective[-1] / max(n_rows, 1)) if res.objective else float("nan"),
             n_iter=previous.n_iter if previous is not None else 0, n_rows=n_rows,
             n_indicators=int(emitted.size), permutation=perm.tolist(),
-            class_balance_source=p_source if fixed is not None else "estimated",
+            class_balance_source=(p_source if fixed is not None else
+                                  "Y_dev + estimated" if p_source == "Y_dev" else "estimated"),
             mode=chosen, mode_choice=choice, em_iter=res.n_iter)
         return self
 
@@ -410,7 +496,8 @@ class LabelModel(BaseLabelModel):
 
     def _fit_statistics(self, stats: SourceStatistics, coding: SourceCoding,
                         p: np.ndarray | None, p_source: str,
-                        third: np.ndarray | None = None) -> LabelModel:
+                        third: np.ndarray | None = None,
+                        max_iter: int | None = None) -> LabelModel:
         k = int(self.cardinality)
         emitted = stats.emitted()
         group_of_ind = np.searchsorted(coding.offsets, emitted, side="right") - 1
@@ -431,7 +518,8 @@ class LabelModel(BaseLabelModel):
                                 third=None if third is None else third[np.ix_(fit_idx, fit_idx,
                                                                               fit_idx)])
         l2 = L2_PRIOR_ROWS / max(stats.n_rows, 1) if self.l2 is None else float(self.l2)
-        fit_kw = dict(class_balance=p, method=self.method, max_iter=int(self.max_iter),
+        fit_kw = dict(class_balance=p, method=self.method,
+                      max_iter=int(self.max_iter) if max_iter is None else max_iter,
                       tol=float(self.tol), l2=l2,
                       tied=self.parameterization == "tied", device=self.device,
                       seed=int(self.seed))
@@ -505,27 +593,11 @@ class LabelModel(BaseLabelModel):
         return np.divide(correct, voted, out=np.full_like(correct, np.nan), where=voted > 0)
 
     def _log_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-indicator log-likelihood table, the per-class base score, and the mask of
-        indicators never seen in fit (their table rows are 0: no evidence)."""
-        floor = float(self.prob_floor)
+        """Per-indicator log table, per-class base score, unseen-indicator mask."""
         coding = self.coding_
-        mu = np.clip(self.indicator_probs_, max(floor, 1e-12), None)
-        abst = np.clip(self.abstain_probs_, max(floor, 1e-12), None)
         group = np.repeat(np.arange(coding.n_groups), coding.n_values)
-        if self.evidence_ == "votes_and_abstains":
-            table = np.log(mu) - np.log(abst)[group]
-            base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
-        elif self.evidence_ == "votes_given_voted":
-            voted = np.clip(1.0 - self.abstain_probs_, max(floor, 1e-12), None)
-            table = np.log(mu) - np.log(voted)[group]
-            base = np.log(self.class_balance_)
-        else:
-            table = np.log(mu)
-            base = np.log(self.class_balance_)
-        unseen = np.ones(coding.n_indicators, dtype=bool)
-        unseen[self.emitted_] = False
-        table[unseen] = 0.0  # a value never seen in fit carries no evidence
-        return table, base, unseen
+        return log_tables(self.indicator_probs_, self.abstain_probs_, self.class_balance_,
+                          group, self.emitted_, self.evidence_, float(self.prob_floor))
 
     def predict_log_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` log posterior ``log P(Y = y | lambda)``."""
@@ -535,15 +607,8 @@ class LabelModel(BaseLabelModel):
         if not self.coding_.all_singletons:
             return self._predict_log_proba_junction(lm)
         table, base, unseen = self._log_tables()
-        out = np.empty((lm.n_rows, k))
-        n_unseen = 0
-        for chunk in lm.iter_votes(int(self.chunk_rows)):
-            rows, ind = self.coding_.encode(chunk)
-            n_unseen += int(unseen[ind].sum())
-            A = sp.csr_matrix((np.ones(ind.size), (rows, ind)),
-                              shape=(chunk.stop - chunk.start, self.coding_.n_indicators))
-            scores = base[None, :] + A @ table
-            out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
+        out, n_unseen = log_posterior(lm, self.coding_.encode, table, base, unseen,
+                                      int(self.chunk_rows))
         _warn_unseen(n_unseen, stacklevel=2)
         return out
 

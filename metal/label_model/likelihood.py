@@ -32,7 +32,12 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    made of unipolar sources scores 0 under every model and keeps the moment fit. The
    non-degenerate candidate with the highest score wins if it beats the moment model by more
    than ``TIE_MARGIN`` nats per row; otherwise the moment fit is kept.
-5. The winner is refitted on all rows.
+   Without a moment fit (more than ``MAX_MOMENT_INDICATORS`` source values), the baseline is
+   the symmetric "one-coin" model (one accuracy per source), and a full-table EM variant is
+   kept if it beats that baseline's held-out score (no degenerate check: the baseline is the
+   guard).
+5. The winner is refitted on all rows. (With more than ``RULE_MAX_ROWS`` rows, steps 1-4 run
+   on a random thinning of the rows to that many.)
 
 Pseudo-counts (1 per table entry and per class) are a fixed amount of evidence, so the
 estimate converges to the maximum-likelihood one as the counts grow.
@@ -49,10 +54,11 @@ from scipy.optimize import linear_sum_assignment
 from metal.label_model.em import EMResult, em_log_posterior, fit_em
 
 MODES = ("auto", "moments", "em")
-CANDIDATES = ("em_votes", "em_abstain")
+CANDIDATES = ("em_votes", "em_abstain")  # plus "em_one_coin", the fallback without moments
 HELD_OUT_FRACTION = 0.2
 MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
 TIE_MARGIN = 1e-6  # nats per held-out row
+RULE_MAX_ROWS = 100_000  # the rule runs on a random thinning of the rows to at most this many
 
 
 @dataclass
@@ -109,16 +115,18 @@ def _split_weights(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def run_em(data: VoteData, start: np.ndarray, weights: np.ndarray, abstain: bool,
-           log_prior: np.ndarray | None, max_iter: int, tol: float) -> EMResult:
+           log_prior: np.ndarray | None, max_iter: int, tol: float,
+           prior_pseudo: float | np.ndarray = 1.0) -> EMResult:
     """One EM refinement from the posterior ``start`` of the distinct rows.
 
     Pseudo-counts go to the values each source emits in ``L`` only: a value a source never
     emits keeps probability 0 (so a unipolar source's vote is certain once it votes).
+    ``prior_pseudo`` are the class pseudo-counts (1 each, plus the counts of ``Y_dev``).
     """
     fixed = log_prior is not None
     pseudo = np.repeat(data.emitted()[:, None].astype(np.float64), data.cardinality, axis=1)
     return fit_em(data.A, data.symbol_source, start, row_weights=weights, pseudo_count=pseudo,
-                  prior_pseudo_count=1.0, fit_prior=not fixed, init_log_prior=log_prior,
+                  prior_pseudo_count=prior_pseudo, fit_prior=not fixed, init_log_prior=log_prior,
                   max_iter=max_iter, tol=tol, implicit_abstain=abstain,
                   abstain_pseudo_count=1.0, n_sources=data.n_sources)
 
@@ -197,21 +205,49 @@ def votes_only_held_out(data: VoteData, result: EMResult, held_w: np.ndarray) ->
     return float(held_w @ log_marginal / max(float(held_w.sum()), 1e-300))
 
 
+def multi_valued_share(data: VoteData) -> float:
+    """Share of the votes cast by sources that emit more than one value."""
+    per_value = data.vote_counts().reshape(data.n_sources, data.cardinality)
+    multi = (per_value > 0).sum(axis=1) > 1
+    total = float(per_value.sum())
+    return float(per_value[multi].sum() / total) if total > 0 else 0.0
+
+
 def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
                 candidates: tuple[str, ...], log_prior: np.ndarray | None, floor: float,
-                seed: int, max_iter: int, tol: float) -> ModeChoice:
+                seed: int, max_iter: int, tol: float,
+                prior_pseudo: float | np.ndarray = 1.0) -> ModeChoice:
     """Apply the rule of the module docstring; ``moment_tables`` None = no moment fit."""
     m, k = data.n_sources, data.cardinality
-    fit_w, held_w = _split_weights(data.counts, seed)
     choice = ModeChoice(chosen="moments" if moment_tables is not None else candidates[0])
+    if moment_tables is not None and multi_valued_share(data) == 0.0:
+        # every source emits a single value: every model scores exactly 0 (step 4), so the
+        # moment fit is kept without running EM
+        choice.reason = "moments: every source emits a single value (nothing to compare)"
+        return choice
+    rng = np.random.default_rng(seed)
+    n_rows = int(data.counts.sum())
+    if n_rows > RULE_MAX_ROWS:  # a decision needs a sample, not every row
+        thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
+        keep = np.flatnonzero(thinned > 0)
+        data = VoteData(A=data.A[keep], counts=thinned[keep], n_sources=m, cardinality=k)
+        start = start[keep]
+    fit_w, held_w = _split_weights(data.counts, seed)
     if moment_tables is not None:
         choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(
             data, moment_tables, held_w, floor)
+        baseline = "moments"
+    else:
+        # no moment fit: the symmetric one-coin model is the baseline to beat
+        coin, _ = one_coin_em(data, start, fit_w, max_iter, tol, log_prior)
+        choice.held_out_log_likelihood["em_one_coin"] = held_out_log_likelihood(
+            data, coin, held_w, floor)
+        baseline = "em_one_coin"
     counts = data.vote_counts(fit_w)
     best, best_ll = None, -np.inf
     for name in candidates:
         abstain = name == "em_abstain"
-        res = run_em(data, start, fit_w, abstain, log_prior, max_iter, tol)
+        res = run_em(data, start, fit_w, abstain, log_prior, max_iter, tol, prior_pseudo)
         perm = keep_class_names(start, res, fit_w, k)
         tables = em_tables(data, res, abstain, fit_w, perm)
         if abstain:
@@ -222,21 +258,70 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         share = degenerate_share(tables.votes, counts, m, k)
         choice.held_out_log_likelihood[name] = ll
         choice.degenerate_share[name] = share
-        if share <= MAX_DEGENERATE_VOTES and ll > best_ll:
+        # against the one-coin baseline the held-out score alone decides: that baseline has
+        # one parameter per source, and a full table that does not beat it is not kept
+        if (share <= MAX_DEGENERATE_VOTES or baseline == "em_one_coin") and ll > best_ll:
             best, best_ll = name, ll
-    base = choice.held_out_log_likelihood.get("moments", -np.inf)
+    base = choice.held_out_log_likelihood[baseline]
     # a unipolar source's value is certain once it votes, so on such sources every model
-    # scores 0: require a margin before giving up the moment fit
+    # scores 0: require a margin before giving up the baseline
     if best is not None and best_ll > base + TIE_MARGIN:
         choice.chosen = best
-        choice.reason = (f"{best}: highest held-out log-likelihood among the non-degenerate "
-                         "candidates" + (", above the moment fit" if moment_tables is not None
-                                         else ""))
-    elif moment_tables is not None:
-        choice.chosen = "moments"
-        choice.reason = ("moments: no EM candidate was both non-degenerate and better on the "
-                         "held-out rows")
+        choice.reason = (f"{best}: highest held-out log-likelihood among the candidates "
+                         f"kept by the checks, above the {baseline} baseline")
     else:
-        choice.chosen = "em_votes"
-        choice.reason = "em_votes: no candidate passed the checks and there is no moment fit"
+        choice.chosen = baseline
+        choice.reason = (f"{baseline}: no EM candidate was both kept by the checks and "
+                         "better on the held-out rows")
     return choice
+
+
+
+def one_coin_em(data: VoteData, start: np.ndarray, weights: np.ndarray, max_iter: int,
+                tol: float, log_prior: np.ndarray | None = None) -> tuple[Tables, int]:
+    """EM of the symmetric ("one-coin") model: source ``i`` votes the true class with
+    probability ``a_i`` when it votes, any other class with ``(1 - a_i) / (k - 1)``.
+
+    One parameter per source instead of ``k^2``: the fallback when every full-table EM is
+    degenerate and there is no moment fit (many classes, few votes per source and class).
+    Pseudo-counts: one correct and one wrong vote per source; one per class for the balance
+    (which stays at ``exp(log_prior)`` when that is given).
+    """
+    m, k = data.n_sources, data.cardinality
+    src = data.symbol_source
+    value = np.tile(np.arange(k), m)
+    A = data.A
+    n_votes = np.bincount(src, weights=data.vote_counts(weights), minlength=m)
+    post = start
+    acc = np.full(m, 0.7)
+    prior = np.full(k, 1.0 / k)
+    n_iter = 0
+    coo = A.tocoo()
+    vote_row, vote_src, vote_value = coo.row, src[coo.col], value[coo.col]
+    while n_iter < max_iter:
+        n_iter += 1
+        wp = post * weights[:, None]
+        # soft count of correct votes per source: sum over votes of post[row, voted value]
+        correct = np.bincount(vote_src, weights=wp[vote_row, vote_value], minlength=m)
+        new_acc = (correct + 1.0) / (n_votes + 2.0)
+        prior = ((wp.sum(axis=0) + 1.0) / (wp.sum() + k) if log_prior is None
+                 else np.exp(log_prior))
+        wrong = np.log((1.0 - new_acc) / (k - 1))
+        gain = np.log(new_acc) - wrong  # per source, added to the class it voted
+        per_symbol = np.zeros((m * k, k))
+        per_symbol[np.arange(m * k), value] = gain[src]
+        scores = np.asarray(A @ per_symbol) + np.log(prior)[None, :]
+        scores -= scores.max(axis=1, keepdims=True)
+        post = np.exp(scores)
+        post /= post.sum(axis=1, keepdims=True)
+        done = np.abs(new_acc - acc).max() < tol
+        acc = new_acc
+        if done:
+            break
+    voted = np.clip(n_votes / max(float(weights.sum()), 1e-300), 0.0, 1.0)
+    table = np.repeat(((1.0 - acc) / (k - 1) * voted)[:, None, None], k, axis=1)
+    table = np.repeat(table, k, axis=2)  # [i, v, y]
+    idx = np.arange(k)
+    table[:, idx, idx] = (acc * voted)[:, None]
+    abstain = np.repeat((1.0 - voted)[:, None], k, axis=1)
+    return Tables(votes=table.reshape(m * k, k), abstain=abstain, class_balance=prior), n_iter

@@ -84,7 +84,8 @@ class MultiTaskLabelModel(BaseLabelModel):
     source_names=source_names, chunk_rows=chunk_rows, device=device)`` (kept as
     ``label_model_``), with its defaults unless ``method``, ``tie`` (``"linear"`` = tied, else
     full), ``model_abstains``, ``prob_floor``, ``max_iter``, ``tol`` or ``l2`` were changed
-    from theirs, so both give identical outputs.
+    from theirs (``estimator="moments"`` adds ``mode="moments"``), so both give identical
+    outputs.
 
     Parameters
     ----------
@@ -354,7 +355,10 @@ class MultiTaskLabelModel(BaseLabelModel):
                 "parameterization": "tied" if self.tie == "linear" else "full"}
         defaults = {"method": "moments", "model_abstains": False, "prob_floor": 1e-3,
                     "max_iter": 500, "tol": 1e-10, "l2": 0.1, "parameterization": "tied"}
-        return {k: v for k, v in ours.items() if v != defaults[k]}
+        out = {k: v for k, v in ours.items() if v != defaults[k]}
+        if self.estimator == "moments":  # LabelModel's moment stage only
+            out["mode"] = "moments"
+        return out
 
     def _fit_single_task(self, L: Any, class_balance: Any, Y_dev: Any) -> MultiTaskLabelModel:
         g = self.task_graph
