@@ -2,7 +2,8 @@
 
 Run ``python benchmarks/multitask_synthetic.py`` (add ``--quick`` for two seeds and no
 RESULTS.md update); it prints one table per regime and writes the ``multitask_synthetic``
-section of ``benchmarks/RESULTS.md``.
+section of ``benchmarks/RESULTS.md``. To use two cores: run ``--regime R --parts DIR`` in
+parallel processes (every regime once), then ``--collect --parts DIR``.
 
 Regimes (``metal.data.synthetic_hierarchy``; each over seeds 0-4, n rows, no labels used in
 fitting, scored on the same rows):
@@ -31,6 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -157,20 +159,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="seeds 0-1, RESULTS.md untouched")
     parser.add_argument("--regime", action="append", choices=list(REGIMES),
                         help="run only these regimes (repeatable)")
+    parser.add_argument("--parts", metavar="DIR", help="with --regime: save the rows in DIR; "
+                        "with --collect: read them from DIR (to run regimes in parallel)")
+    parser.add_argument("--collect", action="store_true",
+                        help="write RESULTS.md from the rows saved in --parts DIR")
     args = parser.parse_args()
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     rows: list[list[object]] = []
     summary = []
-    for name in args.regime or list(REGIMES):
+    for name in ([] if args.collect else args.regime or list(REGIMES)):
         r, passed = run_regime(name, seeds)
         rows += r
         summary.append(f"{name}: {passed} of {len(seeds)} seeds pass")
+        if args.parts:
+            Path(args.parts).mkdir(parents=True, exist_ok=True)
+            (Path(args.parts) / f"{list(REGIMES).index(name)}.json").write_text(
+                json.dumps({"rows": r, "summary": summary[-1]}))
+    if args.collect:
+        if not args.parts:
+            parser.error("--collect needs --parts DIR")
+        for i in range(len(REGIMES)):
+            part = json.loads((Path(args.parts) / f"{i}.json").read_text())
+            rows += part["rows"]
+            summary.append(part["summary"])
     headers = ["regime", "seed", "n", "sources", "K", *MODELS, "oracle",
                "joint - best other", "joint - oracle", "check", "joint fit+predict s"]
     table = markdown_table(headers, rows)
     print(table)
     print("\n".join(summary))
-    if args.quick or args.regime:
+    if args.quick or (args.regime and not args.collect):
         return
     write_section("multitask_synthetic", "\n".join([
         "## Multi-task label model on generated hierarchies",
