@@ -184,7 +184,7 @@ def _read_probs(path: str) -> np.ndarray:
     return np.asarray(probs, dtype=np.float64)
 
 
-def _load_model(path: str) -> Any:
+def _model_kind(path: str) -> Any:
     import json
 
     p = Path(path)
@@ -193,10 +193,19 @@ def _load_model(path: str) -> Any:
                          f"{path}`")
     try:
         with np.load(p, allow_pickle=False) as archive:
-            kind = json.loads(str(archive["__meta__"])).get("kind")
+            return json.loads(str(archive["__meta__"])).get("kind")
     except Exception as exc:  # zip, key or json errors all mean "not a model file"
         raise InputError(f"{path} is not a metal model file ({exc}); save one with `metal fit "
                          "... --model-out FILE`") from exc
+
+
+def _load_model(path: str) -> Any:
+    p = Path(path)
+    kind = _model_kind(path)
+    if kind == "MultiTaskLabelModel":
+        from metal.label_model.multitask import MultiTaskLabelModel
+
+        return MultiTaskLabelModel.load(p)
     if kind == "LabelModel":
         from metal.label_model.label_model import LabelModel
 
@@ -205,8 +214,8 @@ def _load_model(path: str) -> Any:
         from metal.label_model.dawid_skene import DawidSkene
 
         return DawidSkene.load(p)
-    raise InputError(f"{path} holds a {kind}; metal evaluate reads LabelModel and DawidSkene "
-                     "files")
+    raise InputError(f"{path} holds a {kind}; metal evaluate reads LabelModel, DawidSkene and "
+                     "MultiTaskLabelModel files")
 
 
 def _add_data_args(p: argparse.ArgumentParser, split_default: str) -> None:
@@ -362,6 +371,10 @@ def _make_model(args: argparse.Namespace, k: int, graph: Any) -> Any:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    if getattr(args, "tasks", None):  # multi-task: metal/label_model/multitask/cli.py
+        from metal.label_model.multitask.cli import fit_multitask
+
+        return fit_multitask(args)
     for path, suffixes in ((args.probs, (".npy", ".csv")), (args.model_out, (".npz",))):
         if path and Path(path).suffix not in suffixes:
             raise InputError(f"{path}: expected a file name ending in {' or '.join(suffixes)}")
@@ -402,6 +415,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.probs is None) == (args.model is None):
         raise InputError("give exactly one of --probs FILE (saved probabilistic labels) or "
                          "--model FILE (a saved model, applied to DATA)")
+    if args.model is not None and _model_kind(args.model) == "MultiTaskLabelModel":
+        from metal.label_model.multitask.cli import evaluate_multitask
+
+        return evaluate_multitask(_load_model(args.model), args)
     data = load_dataset(args.data, args.split, args.cardinality)
     if data.Y is None:
         raise InputError(f"{args.data} ({args.split}) has no gold labels to evaluate against; "
@@ -492,6 +509,8 @@ def _add_fit(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--probs", metavar="FILE", help="write probabilistic labels (.npy or .csv)")
     p.add_argument("--model-out", metavar="FILE.npz", help="write the fitted model")
+    p.add_argument("--tasks", metavar="TASKS.json", help="multi-task: a task graph JSON file; "
+                   "DATA is then an .npz with L of shape (n, m, t)")
     p.set_defaults(func=_cmd_fit)
 
 

@@ -31,6 +31,7 @@ likelihood plus log prior) never decreases from one iteration to the next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,6 +146,13 @@ def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
         return np.log(np.exp(scores - top[:, None]).sum(axis=1)) + top
 
 
+#: ``(expected symbol counts + pseudo-counts (S, Y), expected abstain counts + pseudo-counts
+#: (n_sources, Y) or None) -> (log_tables, log_abstain or None)``: a caller's M-step for a
+#: constrained parameterisation (see ``fit_em(tables_from_counts=...)``).
+TablesFromCounts = Callable[[np.ndarray, "np.ndarray | None"],
+                            "tuple[np.ndarray, np.ndarray | None]"]
+
+
 def _m_step(
     A: sp.csr_matrix,
     weighted_post: np.ndarray,
@@ -152,16 +160,21 @@ def _m_step(
     symbol_source: np.ndarray,
     pseudo_count: np.ndarray,
     abstain_pseudo: np.ndarray | None = None,
+    tables_from_counts: TablesFromCounts | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table)."""
     vote_counts = np.asarray(A.T @ weighted_post)
     counts = vote_counts + pseudo_count
     log_abstain = None
     per_source = np.asarray(source_sum @ counts)
+    abstained = None
     if abstain_pseudo is not None:
         # a source abstains on every unit of row mass it does not vote on
         voted = np.asarray(source_sum @ vote_counts)
         abstained = np.maximum(weighted_post.sum(axis=0)[None, :] - voted, 0.0) + abstain_pseudo
+    if tables_from_counts is not None:  # a constrained (e.g. tied) parameterisation
+        return tables_from_counts(counts, abstained)
+    if abstained is not None:
         per_source = per_source + abstained
         with np.errstate(divide="ignore"):
             log_abstain = np.log(abstained) - np.log(np.maximum(per_source, 1e-300))
@@ -199,6 +212,7 @@ def fit_em(
     implicit_abstain: bool = False,
     abstain_pseudo_count: float = 1.0,
     n_sources: int | None = None,
+    tables_from_counts: TablesFromCounts | None = None,
 ) -> EMResult:
     """Refine a label model by EM (MAP under pseudo-count priors).
 
@@ -234,6 +248,13 @@ def fit_em(
     n_sources
         Number of sources, when trailing sources have no symbol column (default: from
         ``symbol_source``). Only matters with ``implicit_abstain``.
+    tables_from_counts
+        Optional M-step of a constrained parameterisation (e.g. parameters tied across
+        states): called with the expected counts plus pseudo-counts of every symbol (and of
+        the implicit abstain symbol), it returns the log tables (and log abstain table). The
+        default is the free table of each source (counts normalised per source and state).
+        With a constraint whose maximiser is only approximated, the objective is no longer
+        guaranteed to increase.
     """
     A, symbol_source, found_sources = _check_inputs(A, symbol_source)
     n_sources = found_sources if n_sources is None else int(n_sources)
@@ -280,7 +301,8 @@ def fit_em(
     log_abstain: np.ndarray | None
     if post is not None:
         wp = post * w[:, None]
-        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc)
+        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc,
+                                          tables_from_counts)
         log_prior = prior_step(wp)
     else:
         log_tables = np.asarray(init_log_tables, dtype=np.float64)
@@ -313,7 +335,8 @@ def fit_em(
             break
         previous = objective
         wp = post * w[:, None]
-        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc)
+        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc,
+                                          tables_from_counts)
         log_prior = prior_step(wp)
     else:
         # the loop ended on an M-step: report the posterior at the final parameters

@@ -46,7 +46,8 @@ from metal.label_model.coding import SourceCoding
 from metal.label_model.statistics import SourceStatistics
 
 __all__ = ["IdentifiabilityReport", "bipartite_deficiency", "check_coding",
-           "check_identifiability", "omega_incidence_rank"]
+           "check_identifiability", "extended_deficiency", "extended_omega_edges",
+           "omega_incidence_rank"]
 
 #: Condition number of the second-moment matrix above which the fit is reported as unstable.
 MAX_CONDITION = 1e8
@@ -106,6 +107,8 @@ class IdentifiabilityReport:
     condition_number: float | None = None
     data_warnings: list[str] = field(default_factory=list)
     scope: str = ""
+    extended_identifiable: bool | None = None
+    extended_rank_deficiency: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -123,6 +126,15 @@ class IdentifiabilityReport:
             lines.append(f"dependency components with >1 source: {comps if comps else 'none'}")
         if self.fill_edges:
             lines.append(f"triangulation added edges {self.fill_edges}")
+        if self.extended_identifiable is not None:
+            lines.append(
+                "junction-tree condition (non-singleton separators, the paper's appendix: Omega "
+                "= indicator pairs not inside one clique of the triangulated graph): "
+                + ("IDENTIFIABLE" if self.extended_identifiable else "NOT IDENTIFIABLE")
+                + f", rank deficiency {self.extended_rank_deficiency}"
+                + ("" if self.identifiable or not self.extended_identifiable else
+                   " (the accuracies are recoverable, but not by an estimator that uses only "
+                   "pairs from different dependency components)"))
         for p in self.problems:
             lines.append(f"problem: {p}")
         for s in self.suggestions:
@@ -209,6 +221,59 @@ def _group_components(
         else:
             out.append((sorted(comp), False, None))
     return out
+
+
+def _extended_pairs(coding: SourceCoding, active: np.ndarray,
+                    groups_task: list[frozenset[int]]) -> list[tuple[int, int]]:
+    """Group pairs in the extended Omega: task sets meet, and the union of their sources lies
+    in no maximal clique of the triangulated dependency graph (Loh and Wainwright: the inverse
+    covariance of the clique indicators is zero exactly there)."""
+    cliques = [frozenset(c) for c in coding.cliques]
+    members = [frozenset(g) for g in coding.groups]
+    idx = [int(i) for i in np.flatnonzero(active)]
+    out = []
+    for a, b in itertools.combinations(idx, 2):
+        if not groups_task[a] & groups_task[b]:
+            continue
+        union = members[a] | members[b]
+        if not any(union <= c for c in cliques):
+            out.append((a, b))
+    return out
+
+
+def extended_deficiency(coding: SourceCoding, n_ind: np.ndarray,
+                        groups_task: list[frozenset[int]] | None = None) -> int:
+    """``n_indicators - rank(M_Omega)`` under the junction-tree (non-singleton separator)
+    condition, from the group graph: an isolated group loses all its indicators, a bipartite
+    component one rank, a component with an odd cycle none (indicators of one group share
+    their neighbourhood, so the blow-up keeps bipartiteness and connectivity)."""
+    tasks = groups_task or [frozenset({0})] * coding.n_groups
+    active = np.asarray(n_ind) > 0
+    g = nx.Graph()
+    g.add_nodes_from(int(i) for i in np.flatnonzero(active))
+    g.add_edges_from(_extended_pairs(coding, active, tasks))
+    deficiency = 0
+    for comp in nx.connected_components(g):
+        sub = g.subgraph(comp)
+        if sub.number_of_edges() == 0:
+            deficiency += int(sum(int(n_ind[i]) for i in comp))
+        elif nx.is_bipartite(sub):
+            deficiency += 1
+    return deficiency
+
+
+def extended_omega_edges(coding: SourceCoding, n_ind: np.ndarray,
+                         groups_task: list[frozenset[int]] | None = None
+                         ) -> tuple[int, list[tuple[int, int]]]:
+    """Indicator-level extended Omega (for brute-force checks on small structures): the number
+    of indicators and the edges between them."""
+    tasks = groups_task or [frozenset({0})] * coding.n_groups
+    n_ind = np.asarray(n_ind, dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(n_ind)])
+    edges = [(int(start[a] + i), int(start[b] + j))
+             for a, b in _extended_pairs(coding, n_ind > 0, tasks)
+             for i in range(int(n_ind[a])) for j in range(int(n_ind[b]))]
+    return int(start[-1]), edges
 
 
 def _structure_report(
@@ -299,6 +364,10 @@ def _structure_report(
         problems=problems,
         suggestions=suggestions,
         sign_assumptions=signs,
+        extended_identifiable=(deficiency == 0 if coding.all_singletons else
+                               extended_deficiency(coding, n_ind, tasks) == 0),
+        extended_rank_deficiency=(int(deficiency) if coding.all_singletons else
+                                  extended_deficiency(coding, n_ind, tasks)),
     )
 
 

@@ -4,7 +4,7 @@
 vectors); :class:`TaskHierarchy` builds trees of any depth where a child refines its parent.
 """
 
-from metal.tasks.graph import TaskGraph, task_graph_from_dict
+from metal.tasks.graph import TaskGraph, task_graph_from_dict, task_graph_from_json
 from metal.tasks.hierarchy import TaskHierarchy
 
-__all__ = ["TaskGraph", "TaskHierarchy", "task_graph_from_dict"]
+__all__ = ["TaskGraph", "TaskHierarchy", "task_graph_from_dict", "task_graph_from_json"]

@@ -13,7 +13,10 @@ Feasible vectors are kept sorted lexicographically (task 0 most significant), so
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -300,6 +303,11 @@ class TaskGraph:
         out[np.flatnonzero(ok)[found]] = pos[found]
         return out
 
+    def joint_index(self, Y: Any, name: str = "Y") -> np.ndarray:
+        """``(n,)`` joint index of each label vector, ``-1`` where it is not feasible (or has a
+        value out of range, e.g. ``-1`` = unknown). :meth:`to_joint` raises instead."""
+        return self._lookup(self._as_vectors(Y, name))
+
     def is_feasible(self, Y: Any) -> np.ndarray:
         """``(n,)`` bool: whether each row of ``Y`` (``(n, t)``) is a feasible label vector."""
         found: np.ndarray = self._lookup(self._as_vectors(Y, "Y")) >= 0
@@ -454,6 +462,16 @@ class TaskGraph:
                 "feasible": self.feasible.tolist(),
                 "value_names": self.value_names}
 
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The :meth:`to_dict` description as JSON text; also written to ``path`` if given.
+
+        :func:`task_graph_from_json` reads it back (e.g. ``metal fit --tasks tasks.json``).
+        """
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, TaskGraph) and self.task_names == other.task_names
                 and self.cardinalities == other.cardinalities
@@ -482,3 +500,40 @@ def task_graph_from_dict(spec: Mapping[str, Any]) -> TaskGraph:
                          max_feasible=max(DEFAULT_MAX_FEASIBLE, len(spec["feasible"])))
     raise TaskGraphError(f"unknown task graph kind {kind!r}; expected 'TaskGraph' or "
                          "'TaskHierarchy'")
+
+
+def task_graph_from_json(source: str | os.PathLike[str]) -> TaskGraph:
+    """A task graph from a JSON file path (or JSON text starting with ``{``).
+
+    The JSON is :meth:`TaskGraph.to_dict`'s form, or the short hand-written forms
+    ``{"tasks": {"coarse": 6, "fine": 50}, "parents": {"fine": ["coarse", [0, 0, 1, ...]]}}``
+    (a :class:`~metal.tasks.TaskHierarchy`) and ``{"tasks": {...}, "feasible": [[...], ...]}``
+    (a :class:`TaskGraph`); with neither ``parents`` nor ``feasible`` the tasks are unrelated.
+
+    Raises
+    ------
+    TaskGraphError
+        The file does not exist, is not valid JSON, or does not describe a task graph.
+    """
+    text = str(source)
+    if not text.lstrip().startswith("{"):
+        path = Path(source)
+        if not path.is_file():
+            raise TaskGraphError(f"task graph file {str(path)!r} does not exist; expected a JSON "
+                                 'file like {"tasks": {"coarse": 2, "fine": 4}, "parents": '
+                                 '{"fine": ["coarse", [0, 0, 1, 1]]}}')
+        text = path.read_text()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaskGraphError(f"the task graph is not valid JSON ({exc}); expected e.g. "
+                             '{"tasks": {"coarse": 2, "fine": 4}, "parents": {"fine": '
+                             '["coarse", [0, 0, 1, 1]]}}') from None
+    if not isinstance(spec, dict) or "tasks" not in spec:
+        raise TaskGraphError('the task graph JSON needs a "tasks" object {name: cardinality}, '
+                             'and optionally "parents" or "feasible"')
+    if "kind" not in spec:
+        spec = {**spec, "kind": "TaskHierarchy" if "parents" in spec else "TaskGraph"}
+        if spec["kind"] == "TaskGraph" and "feasible" not in spec:
+            return TaskGraph(spec["tasks"], value_names=spec.get("value_names"))
+    return task_graph_from_dict(spec)

@@ -160,3 +160,47 @@ def test_data_checks_no_overlap_and_duplicates():
     assert any("source 2" in w for w in report.data_warnings)
     dup = check_identifiability(cardinality=2, L=np.column_stack([a, a, b, d]))
     assert dup.well_conditioned is False and "near singular" in str(dup)
+
+
+# ---------------------------------------------------------------- junction-tree (extended) check
+def _brute_extended_deficiency(coding, n_ind) -> int:  # type: ignore[no-untyped-def]
+    from metal.label_model.identifiability import extended_omega_edges
+
+    n, edges = extended_omega_edges(coding, n_ind)
+    M = np.zeros((len(edges), n))
+    for r, (a, b) in enumerate(edges):
+        M[r, a] = M[r, b] = 1.0
+    return n - (int(np.linalg.matrix_rank(M)) if edges else 0)
+
+
+@pytest.mark.parametrize("kind", ["chain", "cycle"])
+@pytest.mark.parametrize("n_dep", [3, 4, 5, 6])
+@pytest.mark.parametrize("extra", [0, 1, 2])
+def test_extended_condition_matches_brute_force_rank(kind: str, n_dep: int, extra: int) -> None:
+    import networkx as nx
+
+    from metal.label_model.coding import SourceCoding
+    from metal.label_model.identifiability import check_coding, extended_deficiency
+
+    g = nx.path_graph(n_dep) if kind == "chain" else nx.cycle_graph(n_dep)
+    m = n_dep + extra
+    coding = SourceCoding.from_dependencies(m, 2, g)
+    n_ind = coding.n_emittable()
+    brute = _brute_extended_deficiency(coding, n_ind)
+    assert extended_deficiency(coding, n_ind) == brute
+    report = check_coding(coding)
+    assert report.extended_rank_deficiency == brute
+    assert report.extended_identifiable == (brute == 0)
+    assert "junction-tree condition" in str(report)
+
+
+def test_chain_is_identifiable_under_the_extended_condition_only() -> None:
+    import networkx as nx
+
+    from metal import check_identifiability
+
+    report = check_identifiability(n_sources=5, cardinality=2, dependencies=nx.path_graph(5))
+    assert not report.identifiable  # main text: one dependency component, no Omega pair
+    assert report.extended_identifiable
+    three = check_identifiability(n_sources=3, cardinality=2, dependencies=nx.path_graph(3))
+    assert not three.extended_identifiable  # 0 and 2 only pair with each other

@@ -61,7 +61,8 @@ def test_single_task_agrees_with_label_model(method: str) -> None:
                                                                       class_balance="estimate")
     g = TaskGraph({"y": 3})
     full = {"tie": "none", "model_abstains": True, "l2": 0.0}
-    mt = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0, **full)
+    mt = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0,
+                             estimator="moments", **full)
     mt.fit(data.L[:, :, None], class_balance="estimate")
     expected = lm.predict_proba(data.L)
     (marginal,) = mt.predict_proba(data.L[:, :, None])
@@ -71,15 +72,16 @@ def test_single_task_agrees_with_label_model(method: str) -> None:
     assert np.allclose(np.stack(mt.get_conditional_probs()), lm.get_conditional_probs())
     # the same through the dict input, dense and sparse
     for Ld in (data.L, to_sparse_labels(data.L)):
-        m2 = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0, **full)
+        m2 = MultiTaskLabelModel(task_graph=g, method=method, max_iter=200, seed=0,
+                                 estimator="moments", **full)
         m2.fit({"y": Ld}, class_balance="estimate")
         assert np.allclose(m2.predict_proba({"y": Ld})[0], expected, atol=1e-10)
 
 
 def test_single_task_defaults_agree_with_label_model_defaults() -> None:
     data = make_synthetic(n=2000, m=8, cardinality=3, seed=1)
-    # the multi-task model has the moment stage only (for now): compare with that stage
-    lm = LabelModel(cardinality=3, max_iter=200, seed=0, mode="moments", l2=0.1).fit(data.L)
+    # with one task the multi-task model is LabelModel (same defaults)
+    lm = LabelModel(cardinality=3, max_iter=200, seed=0).fit(data.L)
     mt = MultiTaskLabelModel(TaskGraph({"y": 3}), max_iter=200, seed=0)
     mt.fit(data.L[:, :, None])
     assert np.allclose(mt.predict_proba(data.L[:, :, None])[0], lm.predict_proba(data.L),
