@@ -324,7 +324,9 @@ class MultiTaskLabelModel(BaseLabelModel):
                 )
             return p
 
-        if class_balance is None and Y_dev is None and self.estimator == "em":
+        # EM estimates the balance by default; the moment fallback keeps the uniform prior
+        self._default_balance = class_balance is None and Y_dev is None
+        if self._default_balance and self.estimator == "em":
             class_balance = "estimate"
         p, p_source = resolve_class_balance(
             class_balance, Y_dev, K, from_gold=lambda Y: joint_balance_from_gold(Y, g),
@@ -433,6 +435,17 @@ class MultiTaskLabelModel(BaseLabelModel):
         groups = [grp for grp in self._source_groups(coding.n_sources)
                   if bool(voting[np.asarray(grp)].any())]
         units = Units.build(groups, coding.n_values)
+        if not _some_source_emits_several_values(codes, coding.n_values):
+            # the single-task rule (LabelModel, mode="auto"): when every source emits one
+            # vote vector only, the likelihood has no disagreement between a source's values
+            # to learn from (each table is "fires or not" per state), and on such sources
+            # (sparse, correlated labeling functions) EM tracks which sources fire rather than
+            # the labels; the moment estimator is kept
+            self.em_choice_ = {"chosen": "moments",
+                               "reason": "every source emits a single vote vector"}
+            if self._default_balance:  # LabelModel's default prior for the moment fit
+                p, p_source = np.full(g.n_feasible, 1.0 / g.n_feasible), "uniform"
+            return self._fit_moments(votes, coding, p, p_source)
         keys = units.keys(codes)
         del codes
         start = self._start_posterior(votes, coding, keys)
@@ -686,3 +699,12 @@ class MultiTaskLabelModel(BaseLabelModel):
 
 
 __all__ = ["ESTIMATORS", "MultiTaskLabelModel"]
+
+
+def _some_source_emits_several_values(codes: np.ndarray, n_values: np.ndarray) -> bool:
+    """Whether any source emits two or more distinct vote vectors (codes ``< n_values``)."""
+    m = codes.shape[1]
+    offsets = np.concatenate([[0], np.cumsum(n_values + 1)[:-1]])
+    counts = np.bincount((codes + offsets[None, :]).ravel(), minlength=int((n_values + 1).sum()))
+    emitted = np.add.reduceat(counts > 0, offsets) - (counts[offsets + n_values] > 0)
+    return bool((emitted[:m] > 1).any())
