@@ -114,7 +114,8 @@ def forward_backward(
             xi = alpha[:r, t, :, None] * trans[None] * (nb / scale[:r, t + 1, None])[:, None, :]
             trans_counts += xi.sum(axis=0)
         g = alpha * beta
-        g /= g.sum(axis=2, keepdims=True)
+        with np.errstate(invalid="ignore"):  # padded cells are 0 / 0 and never read
+            g /= g.sum(axis=2, keepdims=True)
         gamma[batch.index[batch.mask]] = g[batch.mask]
         start_counts += g[:, 0].sum(axis=0)
         loglik += float(np.log(scale[batch.mask]).sum() + top.sum())

@@ -45,6 +45,23 @@ def check_token_matrix(L: Any, offsets: Any, n_tags: int) -> tuple[np.ndarray, n
     return arr, check_offsets(offsets, arr.shape[0])
 
 
+def vote_support(L: np.ndarray, scheme: TagScheme) -> np.ndarray:
+    """``(n_tokens, K)`` bool: the tags a token may take when votes decide what is an entity.
+
+    A token some source votes on may take the ``B-``/``I-`` tags of any type voted there (not
+    ``O``); a token nobody votes on is ``O``.
+    """
+    k, n_types = scheme.n_tags, len(scheme.types)
+    counts = token_vote_counts(L, k)
+    entity = scheme.entity_type >= 0
+    by_type = counts[:, entity] @ (scheme.entity_type[entity][:, None]
+                                   == np.arange(n_types)[None, :])
+    ok = np.zeros((L.shape[0], k), dtype=bool)
+    ok[:, entity] = by_type[:, scheme.entity_type[entity]] > 0
+    ok[:, scheme.outside] = ~ok.any(axis=1)
+    return ok
+
+
 def token_vote_counts(L: np.ndarray, n_tags: int) -> np.ndarray:
     """``(n_tokens, K)`` number of sources voting each tag (abstains not counted)."""
     rows, cols = np.nonzero(L >= 0)
@@ -143,7 +160,8 @@ class SequenceLabelModel:
         prior_strength: float = 10.0,
         prior_accuracy: float = 0.9,
         transition_prior: float = 1.0,
-        abstain_weight: float = 0.0,
+        restrict_to_votes: bool = True,
+        restrict_in_fit: bool = False,
         decode: str = "viterbi",
         seed: int = 0,
     ) -> None:
@@ -153,7 +171,8 @@ class SequenceLabelModel:
         self.prior_strength = prior_strength
         self.prior_accuracy = prior_accuracy
         self.transition_prior = transition_prior
-        self.abstain_weight = abstain_weight
+        self.restrict_to_votes = restrict_to_votes
+        self.restrict_in_fit = restrict_in_fit
         self.decode = decode
         self.seed = seed
 
@@ -199,13 +218,13 @@ class SequenceLabelModel:
         s = np.where(ok_s, start_counts + self.transition_prior, 0.0)
         return s / s.sum(), t / t.sum(axis=1, keepdims=True)
 
-    def _log_emit(self, obs: sp.csr_matrix, emission: np.ndarray,
-                  abstain_weight: float = 1.0) -> np.ndarray:
+    def _log_emit(self, L: np.ndarray, emission: np.ndarray, restrict: bool) -> np.ndarray:
         m, k = emission.shape[0], emission.shape[1]
-        table = np.log(emission)
-        table[:, :, k] *= abstain_weight
-        table = table.transpose(0, 2, 1).reshape(m * (k + 1), k)
-        return np.asarray(obs @ table)
+        table = np.log(emission).transpose(0, 2, 1).reshape(m * (k + 1), k)
+        out = np.asarray(self._observations(L, k) @ table)
+        if restrict:
+            out[~vote_support(L, self.scheme_)] = -np.inf
+        return out
 
     # ------------------------------------------------------------------ API
     def fit(self, L: Any, offsets: Any) -> SequenceLabelModel:
@@ -213,6 +232,7 @@ class SequenceLabelModel:
         scheme = self._scheme()
         k = scheme.n_tags
         arr, off = check_token_matrix(L, offsets, k)
+        self.scheme_ = scheme
         obs = self._observations(arr, k)
         abstain_rate = np.clip((arr < 0).mean(axis=0), 0.05, 0.995) if arr.size else \
             np.zeros(arr.shape[1])
@@ -231,7 +251,7 @@ class SequenceLabelModel:
         it = 0
         for it in range(1, self.n_iter + 1):  # noqa: B007
             gamma, s_counts, t_counts, ll = forward_backward(
-                self._log_emit(obs, emission), off, start, trans)
+                self._log_emit(arr, emission, self.restrict_in_fit), off, start, trans)
             history.append(ll / n_tok)
             emission = self._m_step(obs, gamma, prior)
             start, trans = self._transitions(scheme, s_counts, t_counts)
@@ -242,7 +262,6 @@ class SequenceLabelModel:
         self.transition_ = trans
         self.n_iter_ = it
         self.loglik_ = np.asarray(history)
-        self.scheme_ = scheme
         return self
 
     def _check_fitted(self) -> None:
@@ -258,7 +277,7 @@ class SequenceLabelModel:
         if arr.shape[1] != self.emission_.shape[0]:
             raise LabelMatrixError(f"L has {arr.shape[1]} sources; the model was fitted on "
                                    f"{self.emission_.shape[0]}")
-        le = self._log_emit(self._observations(arr, k), self.emission_, self.abstain_weight)
+        le = self._log_emit(arr, self.emission_, self.restrict_to_votes)
         return forward_backward(le, off, self.start_, self.transition_)[0]
 
     def predict(self, L: Any, offsets: Any) -> np.ndarray:
@@ -270,8 +289,7 @@ class SequenceLabelModel:
         ok_s = self.scheme_.allowed_starts()
         with np.errstate(divide="ignore"):
             if self.decode == "viterbi":
-                le = self._log_emit(self._observations(arr, k), self.emission_,
-                                    self.abstain_weight)
+                le = self._log_emit(arr, self.emission_, self.restrict_to_votes)
                 return viterbi(le, off, np.log(self.start_), np.log(self.transition_))
             post = np.log(np.maximum(self.predict_proba(arr, off), 1e-300))
             return viterbi(post, off, np.where(ok_s, 0.0, -np.inf),
@@ -287,7 +305,8 @@ class SequenceLabelModel:
                   "tol": self.tol, "prior_strength": self.prior_strength,
                   "prior_accuracy": self.prior_accuracy,
                   "transition_prior": self.transition_prior,
-                  "abstain_weight": self.abstain_weight, "decode": self.decode,
+                  "restrict_to_votes": self.restrict_to_votes,
+                  "restrict_in_fit": self.restrict_in_fit, "decode": self.decode,
                   "seed": self.seed}
         save_arrays(path, SAVE_KIND, params, {"emission": self.emission_, "start": self.start_,
                                    "transition": self.transition_, "loglik": self.loglik_})
