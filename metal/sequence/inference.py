@@ -110,9 +110,9 @@ def forward_backward(
             r = active[t + 1]
             nb = e[:r, t + 1] * beta[:r, t + 1]
             beta[:r, t] = (nb @ trans.T) / scale[:r, t + 1, None]
-            # expected transitions t -> t+1 for the running sentences
-            xi = alpha[:r, t, :, None] * trans[None] * (nb / scale[:r, t + 1, None])[:, None, :]
-            trans_counts += xi.sum(axis=0)
+            # expected transitions t -> t+1 summed over the running sentences:
+            # sum_b alpha[b, i] trans[i, j] nb[b, j] / c[b] = trans * (alpha^T @ (nb / c))
+            trans_counts += trans * (alpha[:r, t].T @ (nb / scale[:r, t + 1, None]))
         g = alpha * beta
         with np.errstate(invalid="ignore"):  # padded cells are 0 / 0 and never read
             g /= g.sum(axis=2, keepdims=True)
