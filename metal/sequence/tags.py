@@ -167,6 +167,9 @@ def extract_spans(tags: np.ndarray, offsets: np.ndarray, scheme: TagScheme) -> S
     begin = (prefix == BEGIN) | ((prefix == INSIDE) & ~cont)
     member = begin | cont
     idx = np.flatnonzero(member)
+    if idx.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Spans(empty, empty, empty)
     ent = np.cumsum(begin)[idx]
     last = np.concatenate([ent[1:] != ent[:-1], [True]])
     starts = np.flatnonzero(begin)
