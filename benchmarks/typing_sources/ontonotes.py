@@ -112,8 +112,9 @@ def _ws(text: str) -> frozenset[str]:
     return frozenset(w.strip().lower() for w in text.split(",") if w.strip())
 
 
-COUNTRIES = _ws("""afghanistan, albania, algeria, argentina, armenia, australia, austria, bangladesh,
- belgium, bolivia, brazil, britain, bulgaria, burma, cambodia, canada, chile, china, colombia,
+COUNTRIES = _ws("""afghanistan, albania, algeria, argentina, armenia, australia, austria,
+ bangladesh, belgium, bolivia, brazil, britain, bulgaria, burma, cambodia, canada, chile,
+ china, colombia,
  cuba, czechoslovakia, denmark, egypt, england, ethiopia, finland, france, germany, greece,
  haiti, hungary, india, indonesia, iran, iraq, ireland, israel, italy, jamaica, japan, jordan,
  kenya, korea, kuwait, laos, lebanon, libya, malaysia, mexico, mongolia, morocco, nepal,
@@ -343,12 +344,9 @@ def spacy_entities(mentions: Sequence[Mention]) -> list[str | None]:
         nlp = spacy.load("en_core_web_sm", disable=["lemmatizer"])
     from spacy.tokens import Doc
 
-    sentences: dict[int, list[Mention]] = {}
     keyed: dict[int, list[str]] = {}
-    for i, m in enumerate(mentions):
-        key = id(m.tokens)
-        sentences.setdefault(key, []).append(m)
-        keyed[key] = m.tokens
+    for m in mentions:  # mentions of one sentence share its token list
+        keyed[id(m.tokens)] = m.tokens
     order = list(keyed)
     labels: dict[int, list[str]] = {}
     docs = (Doc(nlp.vocab, words=keyed[k]) for k in order)

@@ -216,7 +216,7 @@ def load_wrench_sequence(
     tags = _sequence_label_names(folder)
     tokens: list[list[str]] = []
     weak: list[list[str]] = []
-    gold: list[str] = []
+    gold: list[str | None] = []
     lengths = np.empty(len(records), dtype=np.int64)
     m = len(first[0]) if first else -1
     for r, (sid, rec) in enumerate(zip(ids, records, strict=True)):

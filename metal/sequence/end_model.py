@@ -109,7 +109,7 @@ class SequenceTagger:
         of words to an ``(n, d)`` array.
     trainer
         A :class:`~metal.end_model.TrainerConfig` or dict; ``train_options`` override it.
-        Defaults here: 10 epochs, batch 32 sentences, lr 3e-3, patience 3.
+        Defaults here: 8 epochs, batch 16 sentences, lr 5e-3, patience 3.
     seed
         Seeds initialisation, batch order and dropout.
 
@@ -263,7 +263,7 @@ class SequenceTagger:
                 pred = self._decode(self._proba(v_feats), v_feats["offsets"])
                 return {"span_f1": span_scores(v_tags, pred, v_off, scheme).f1}
 
-        defaults = {"n_epochs": 10, "batch_size": 32, "lr": 3e-3, "patience": 3,
+        defaults = {"n_epochs": 8, "batch_size": 16, "lr": 5e-3, "patience": 3,
                     "valid_metric": "span_f1"}
         base = TrainerConfig.from_options(self.trainer if self.trainer is not None else defaults)
         config = TrainerConfig.from_options(base, **self.train_options)
