@@ -15,6 +15,7 @@ from metal.data.synthetic_hierarchy import (
     make_hierarchical_synthetic,
 )
 from metal.data.wrench import WrenchFormatError, WrenchSplit, load_wrench, wrench_splits
+from metal.data.wrench_sequence import SequenceSplit, load_wrench_sequence, sequence_splits
 
 __all__ = [
     "CrowdData",
@@ -32,4 +33,7 @@ __all__ = [
     "make_synthetic",
     "load_wrench",
     "wrench_splits",
+    "SequenceSplit",
+    "load_wrench_sequence",
+    "sequence_splits",
 ]

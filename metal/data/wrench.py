@@ -203,6 +203,12 @@ def _parse_split(raw: Any, where: str, name: str, split: str,
         missing = next(i for i, r in zip(ids, records, strict=True) if "weak_labels" not in r)
         raise WrenchFormatError(f"{where}: example {missing!r} has no \"weak_labels\"; expected a "
                                 "list with one vote per labeling function") from None
+    if weak and isinstance(weak[0], list) and weak[0] and isinstance(weak[0][0], list):
+        raise WrenchFormatError(
+            f"{where}: example {ids[0]!r} has weak_labels with one list of tags per token; this "
+            "is the WRENCH *sequence* (NER) format, and load_wrench reads classification sets "
+            "(one vote per labeling function per example). Read it with "
+            "metal.data.load_wrench_sequence.")
     lengths = np.fromiter(map(len, weak), dtype=np.int64, count=len(weak))
     m = int(lengths[0])
     if (lengths != m).any():

@@ -1,0 +1,318 @@
+"""A BiLSTM sequence tagger trained on token-level probabilistic labels.
+
+Each token is represented by frozen pretrained word vectors (wordllama's token embeddings,
+averaged over the word's sub-word pieces; offline, no download), a small trainable embedding of
+frequent lower-cased words, and word-shape features (capitalised, all caps, digits...). A
+bidirectional LSTM reads the sentence and a linear layer scores the tags. It is trained with
+:class:`metal.end_model.Trainer` on the soft cross-entropy against the label model's token
+posteriors (or hard tags), and decodes valid BIO with constrained Viterbi.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from metal.end_model.loss import soft_cross_entropy
+from metal.end_model.trainer import Trainer, TrainerConfig, TrainResult
+from metal.errors import ConfigError, LabelMatrixError, NotFittedError
+from metal.sequence.inference import viterbi
+from metal.sequence.metrics import SpanScores, span_scores
+from metal.sequence.tags import TagScheme, check_offsets
+
+N_SHAPE = 6
+
+
+def word_shapes(words: Sequence[str]) -> np.ndarray:
+    """``(n, 6)`` float32 shape features: capitalised, all caps, has digit, all digits,
+    has hyphen, is punctuation."""
+    out = np.zeros((len(words), N_SHAPE), dtype=np.float32)
+    for i, w in enumerate(words):
+        out[i] = (w[:1].isupper(), w.isupper() and len(w) > 1, any(c.isdigit() for c in w),
+                  w.isdigit(), "-" in w, not any(c.isalnum() for c in w))
+    return out
+
+
+def wordllama_vectors(words: Sequence[str]) -> np.ndarray:
+    """``(n, 256)`` float32 vectors from wordllama's offline token embeddings.
+
+    A word's vector is the mean of its sub-word pieces' embeddings (the model bundled with the
+    ``wordllama`` package; nothing is downloaded).
+    """
+    from pathlib import Path
+
+    import wordllama
+    from wordllama import WordLlama
+
+    wl = WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+    table = np.asarray(wl.embedding, dtype=np.float32)
+    out = np.zeros((len(words), table.shape[1]), dtype=np.float32)
+    if not words:
+        return out
+    enc = wl.tokenizer.encode_batch(list(words), add_special_tokens=False)
+    for i, e in enumerate(enc):
+        ids = [t for t in e.ids if t > 0]
+        if ids:
+            out[i] = table[ids].mean(axis=0)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norm, 1e-6)
+
+
+class _TaggerNet(nn.Module):
+    def __init__(self, n_words: int, word_dim: int, frozen_dim: int, hidden: int,
+                 n_tags: int, dropout: float) -> None:
+        super().__init__()
+        self.words = nn.Embedding(n_words, word_dim, padding_idx=0)
+        self.drop = nn.Dropout(dropout)
+        # a narrow projection first: the LSTM's input product dominates the cost on CPU
+        self.proj = nn.Linear(word_dim + frozen_dim + N_SHAPE, 2 * hidden)
+        self.lstm = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * hidden, n_tags)
+
+    def forward(self, word_ids: torch.Tensor, frozen: torch.Tensor, shape: torch.Tensor,
+                lengths: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.words(word_ids), frozen, shape], dim=-1)
+        x = torch.relu(self.proj(self.drop(x)))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = self.lstm(packed)
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=word_ids.shape[1])
+        return self.out(self.drop(h))  # type: ignore[no-any-return]
+
+
+class SequenceTagger:
+    """BiLSTM tagger over frozen word vectors, trained on token-level (soft) labels.
+
+    Parameters
+    ----------
+    tag_names
+        The BIO tags (class index order of the targets).
+    hidden
+        LSTM units per direction.
+    word_dim
+        Size of the trainable embedding of lower-cased training words seen ``min_count`` times
+        (``0``: none).
+    min_count
+        Frequency a training word needs to get its own trainable embedding.
+    word_dropout
+        Probability of replacing a training word's trainable id by "unknown" (so the tagger
+        learns to use the frozen vectors and context too).
+    dropout
+        Dropout on the token features and the LSTM output.
+    vectors
+        ``"wordllama"`` (offline pretrained vectors), ``"none"``, or a callable mapping a list
+        of words to an ``(n, d)`` array.
+    trainer
+        A :class:`~metal.end_model.TrainerConfig` or dict; ``train_options`` override it.
+        Defaults here: 8 epochs, batch 16 sentences, lr 5e-3, patience 3.
+    seed
+        Seeds initialisation, batch order and dropout.
+
+    Attributes
+    ----------
+    net_
+        The fitted torch module.
+    history_
+        Per-epoch training record from the Trainer.
+    """
+
+    def __init__(
+        self,
+        tag_names: Sequence[str],
+        *,
+        hidden: int = 64,
+        word_dim: int = 50,
+        min_count: int = 2,
+        word_dropout: float = 0.1,
+        dropout: float = 0.3,
+        vectors: str | Callable[[Sequence[str]], np.ndarray] = "wordllama",
+        trainer: TrainerConfig | dict[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        **train_options: Any,
+    ) -> None:
+        self.tag_names = tag_names
+        self.hidden = hidden
+        self.word_dim = word_dim
+        self.min_count = min_count
+        self.word_dropout = word_dropout
+        self.dropout = dropout
+        self.vectors = vectors
+        self.trainer = trainer
+        self.seed = seed
+        self.device = device
+        self.train_options = train_options
+
+    # ------------------------------------------------------------------ features
+    def _vector_fn(self) -> Callable[[Sequence[str]], np.ndarray] | None:
+        if callable(self.vectors):
+            return self.vectors
+        if self.vectors == "wordllama":
+            return wordllama_vectors
+        if self.vectors == "none":
+            return None
+        raise ConfigError(f"vectors={self.vectors!r}; expected 'wordllama', 'none' or a "
+                          "callable words -> (n, d) array")
+
+    def _featurize(self, tokens: Sequence[Sequence[str]]) -> dict[str, Any]:
+        """Flat per-token word ids, frozen vectors and shapes, with sentence offsets."""
+        flat = [w for sent in tokens for w in sent]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        uniq, inv = np.unique(np.asarray(flat, dtype=str), return_inverse=True)
+        uniq_list = uniq.tolist()
+        missing = [w for w in uniq_list if w not in self.frozen_]
+        if missing and self.vector_fn_ is not None:
+            vecs = self.vector_fn_(missing)
+            self.frozen_.update(zip(missing, vecs, strict=True))
+        dim = self.frozen_dim_
+        table = (np.stack([self.frozen_[w] for w in uniq_list]).astype(np.float32)
+                 if dim and uniq_list else np.zeros((len(uniq_list), dim), np.float32))
+        ids = np.asarray([self.vocab_.get(w.lower(), 1) for w in uniq_list], dtype=np.int64)
+        return {"word": ids[inv] if flat else np.zeros(0, np.int64),
+                "frozen": table[inv] if flat else np.zeros((0, dim), np.float32),
+                "shape": word_shapes(uniq_list)[inv] if flat else np.zeros((0, N_SHAPE),
+                                                                              np.float32),
+                "offsets": offsets}
+
+    def _batch(self, feats: dict[str, Any], sentences: np.ndarray,
+               train: bool = False) -> tuple[torch.Tensor, ...]:
+        off = feats["offsets"]
+        lengths = off[sentences + 1] - off[sentences]
+        t_max = max(int(lengths.max()), 1)
+        t = np.arange(t_max)
+        mask = t[None, :] < lengths[:, None]
+        index = np.where(mask, off[sentences][:, None] + t[None, :], 0)
+        word = np.where(mask, feats["word"][index], 0)
+        if train and self.word_dropout > 0:
+            drop = self.rng_.random(word.shape) < self.word_dropout
+            word = np.where(drop & mask, 1, word)
+        dev = torch.device(self.device)
+        return (torch.as_tensor(word, device=dev),
+                torch.as_tensor(feats["frozen"][index] * mask[..., None], device=dev),
+                torch.as_tensor(feats["shape"][index] * mask[..., None], device=dev),
+                torch.as_tensor(np.maximum(lengths, 1)), torch.as_tensor(mask, device=dev),
+                torch.as_tensor(index, device=dev))
+
+    # ------------------------------------------------------------------ API
+    def fit(
+        self,
+        tokens: Sequence[Sequence[str]],
+        Y: Any,
+        *,
+        valid: tuple[Sequence[Sequence[str]], Any] | None = None,
+    ) -> SequenceTagger:
+        """Train on sentences ``tokens`` with token targets ``Y``.
+
+        Parameters
+        ----------
+        tokens
+            The training sentences.
+        Y
+            ``(n_tokens, K)`` tag probabilities (e.g. a sequence label model's posteriors) or
+            ``(n_tokens,)`` tag indices (``-1`` = ignore), in the sentences' token order.
+        valid
+            ``(tokens, tags)`` used to select the epoch by span F1 (``tags`` may be a label
+            model's predictions: no gold needed). Without it, all epochs run.
+        """
+        scheme = TagScheme.from_tags(self.tag_names)
+        k = scheme.n_tags
+        n_tokens = sum(map(len, tokens))
+        targets = np.asarray(Y)
+        if targets.shape not in ((n_tokens, k), (n_tokens,)):
+            raise LabelMatrixError(f"Y has shape {targets.shape}; expected ({n_tokens}, {k}) "
+                                   f"probabilities or ({n_tokens},) tags for the {n_tokens} "
+                                   "tokens of tokens")
+        self.scheme_ = scheme
+        self.rng_ = np.random.default_rng(self.seed)
+        counts = Counter(w.lower() for sent in tokens for w in sent)
+        keep = sorted(w for w, c in counts.items() if c >= self.min_count)
+        self.vocab_ = {w: i + 2 for i, w in enumerate(keep)}  # 0 pad, 1 unknown
+        self.vector_fn_ = self._vector_fn()
+        self.frozen_: dict[str, np.ndarray] = {}
+        self.frozen_dim_ = 0
+        if self.vector_fn_ is not None:
+            self.frozen_dim_ = int(np.asarray(self.vector_fn_(["the"])).shape[1])
+        feats = self._featurize(tokens)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.net_ = _TaggerNet(len(self.vocab_) + 2, max(self.word_dim, 1),
+                                   self.frozen_dim_, self.hidden, k, self.dropout
+                                   ).to(torch.device(self.device))
+        y_t = torch.as_tensor(targets.astype(np.float32) if targets.ndim == 2
+                              else targets.astype(np.int64), device=torch.device(self.device))
+
+        def batch_loss(rows: np.ndarray) -> torch.Tensor:
+            word, frozen, shape, lengths, mask, index = self._batch(feats, rows, train=True)
+            logits = self.net_(word, frozen, shape, lengths)
+            return soft_cross_entropy(logits[mask], y_t[index[mask]])
+
+        validate = None
+        if valid is not None:
+            v_tokens, v_tags = valid
+            v_off = np.concatenate([[0], np.cumsum([len(s) for s in v_tokens])])
+            v_feats = self._featurize(v_tokens)
+            v_tags = np.asarray(v_tags, dtype=np.int64)
+
+            def validate() -> dict[str, float]:
+                pred = self._decode(self._proba(v_feats), v_feats["offsets"])
+                return {"span_f1": span_scores(v_tags, pred, v_off, scheme).f1}
+
+        defaults = {"n_epochs": 8, "batch_size": 16, "lr": 5e-3, "patience": 3,
+                    "valid_metric": "span_f1"}
+        base = TrainerConfig.from_options(self.trainer if self.trainer is not None else defaults)
+        config = TrainerConfig.from_options(base, **self.train_options)
+        result: TrainResult = Trainer(config).fit(
+            self.net_, batch_loss, len(tokens), validate=validate, seed=self.seed,
+            device=self.device)
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError("this SequenceTagger is not fitted; call fit(tokens, Y) first")
+
+    def _proba(self, feats: dict[str, Any], batch: int = 64) -> np.ndarray:
+        off = feats["offsets"]
+        n_sent = off.size - 1
+        out = np.zeros((int(off[-1]), self.scheme_.n_tags), dtype=np.float64)
+        self.net_.eval()
+        with torch.no_grad():
+            order = np.argsort(np.diff(off))
+            for b in range(0, n_sent, batch):
+                rows = order[b:b + batch]
+                word, frozen, shape, lengths, mask, index = self._batch(feats, rows)
+                p = torch.softmax(self.net_(word, frozen, shape, lengths), dim=-1)
+                out[index[mask].cpu().numpy()] = p[mask].double().cpu().numpy()
+        return out
+
+    def _decode(self, proba: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        s = self.scheme_
+        with np.errstate(divide="ignore"):
+            return viterbi(np.log(np.maximum(proba, 1e-12)), offsets,
+                           np.where(s.allowed_starts(), 0.0, -np.inf),
+                           np.where(s.allowed_transitions(), 0.0, -np.inf))
+
+    def predict_proba(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
+        """``(n_tokens, K)`` tag probabilities of every token, in order."""
+        self._check_fitted()
+        feats = self._featurize(tokens)
+        self._last_offsets = feats["offsets"]
+        return self._proba(feats)
+
+    def predict(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
+        """``(n_tokens,)`` tags: the best valid BIO sequence under the token probabilities."""
+        proba = self.predict_proba(tokens)
+        return self._decode(proba, self._last_offsets)
+
+    def score(self, tokens: Sequence[Sequence[str]], Y: Any) -> SpanScores:
+        """Span P/R/F1 of the predicted tags against gold tags ``Y`` (flat, in order)."""
+        pred = self.predict(tokens)
+        return span_scores(Y, pred, check_offsets(self._last_offsets, pred.size),
+                           self.scheme_)

@@ -1,0 +1,300 @@
+"""Sequence (NER) layer on small generated data: loading, abstain conventions, spans, metrics,
+decoding and the label models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metal.data.wrench import load_wrench
+from metal.data.wrench_sequence import load_wrench_sequence
+from metal.errors import ConfigError, LabelMatrixError, NotFittedError, WrenchFormatError
+from metal.sequence import (
+    SequenceLabelModel,
+    TagScheme,
+    TokenMajorityVoter,
+    extract_spans,
+    span_scores,
+    spans_to_tags,
+)
+from metal.sequence.inference import forward_backward, viterbi
+from metal.sequence.label_model import vote_support
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def _write_seq(folder: Path) -> None:
+    rows = {
+        "0": {"data": {"text": ["Ann", "Lee", "left", "Paris"]},
+              "label": ["B-PER", "I-PER", "O", "B-LOC"],
+              "weak_labels": [["B-PER", "O", "B-LOC"], ["I-PER", "O", "O"], ["O", "O", "O"],
+                              ["B-LOC", "B-LOC", "O"]]},
+        "1": {"data": {"text": ["Rome"]}, "label": ["B-LOC"],
+              "weak_labels": [["O", "B-LOC", "O"]]},
+    }
+    (folder / "train.json").write_text(json.dumps(rows))
+    (folder / "label.json").write_text(json.dumps(dict(enumerate(TAGS))))
+    (folder / "meta.json").write_text(json.dumps({"lf": ["dict", "gaz", "noisy"]}))
+
+
+# ---------------------------------------------------------------------------- loading
+def test_token_label_matrix_construction(tmp_path: Path) -> None:
+    _write_seq(tmp_path)
+    s = load_wrench_sequence(tmp_path, "train")
+    assert s.L.tolist() == [[1, -1, 3], [2, -1, -1], [-1, -1, -1], [3, 3, -1], [-1, 3, -1]]
+    assert s.Y.tolist() == [1, 2, 0, 3, 3]
+    assert s.offsets.tolist() == [0, 4, 5]
+    assert s.tokens == [["Ann", "Lee", "left", "Paris"], ["Rome"]]
+    assert s.source_names == ["dict", "gaz", "noisy"]
+    assert s.tag_names == TAGS and s.n_sentences == 2 and s.cardinality == 5
+    assert s.o_is_abstain.tolist() == [True, True, True]
+
+
+def test_abstain_convention_is_switchable_per_source(tmp_path: Path) -> None:
+    _write_seq(tmp_path)
+    all_votes = load_wrench_sequence(tmp_path, o_is_abstain=False)
+    assert (all_votes.L >= 0).all()  # every O is a vote for class 0
+    mixed = load_wrench_sequence(tmp_path, o_is_abstain=[False, True, True])
+    assert mixed.L[:, 0].tolist() == [1, 2, 0, 3, 0]
+    assert mixed.L[:, 1].tolist() == [-1, -1, -1, 3, 3]
+    with pytest.raises(WrenchFormatError, match="one bool per source"):
+        load_wrench_sequence(tmp_path, o_is_abstain=[True, False])
+
+
+def test_format_errors_name_the_other_loader(tmp_path: Path) -> None:
+    _write_seq(tmp_path)
+    with pytest.raises(WrenchFormatError, match="load_wrench_sequence"):
+        load_wrench(tmp_path, "train")
+    cls = tmp_path / "cls"
+    cls.mkdir()
+    (cls / "train.json").write_text(json.dumps(
+        {"0": {"label": 1, "weak_labels": [1, -1], "data": {"text": "win"}}}))
+    (cls / "label.json").write_text(json.dumps({"0": "ham", "1": "spam"}))
+    with pytest.raises(WrenchFormatError, match="load_wrench"):
+        load_wrench_sequence(cls, "train")
+    with pytest.raises(WrenchFormatError, match="no test.json"):
+        load_wrench_sequence(tmp_path, "test")
+
+
+def test_unknown_tag_is_reported(tmp_path: Path) -> None:
+    _write_seq(tmp_path)
+    (tmp_path / "label.json").write_text(json.dumps(dict(enumerate(TAGS[:3]))))
+    with pytest.raises(WrenchFormatError, match="B-LOC"):
+        load_wrench_sequence(tmp_path)
+
+
+# ---------------------------------------------------------------------------- spans, metrics
+def test_span_extraction_follows_conlleval() -> None:
+    s = TagScheme.from_tags(TAGS)
+    # B-PER I-PER | I-LOC (starts a span) | B-LOC B-LOC (two spans) | I-PER after B-LOC (new)
+    tags = np.array([1, 2, 0, 4, 3, 3, 2])
+    sp = extract_spans(tags, np.array([0, 7]), s)
+    assert sp.start.tolist() == [0, 3, 4, 5, 6]
+    assert sp.end.tolist() == [2, 4, 5, 6, 7]
+    assert sp.type.tolist() == [0, 1, 1, 1, 0]
+    # a span never crosses a sentence boundary
+    sp2 = extract_spans(np.array([1, 2, 2]), np.array([0, 2, 3]), s)
+    assert sp2.start.tolist() == [0, 2] and sp2.end.tolist() == [2, 3]
+    assert spans_to_tags(sp, 7, s).tolist() == [1, 2, 0, 3, 3, 3, 1]
+    assert len(extract_spans(np.zeros(4, dtype=np.int64), np.array([0, 4]), s)) == 0
+    assert span_scores([0, 0], [0, 0], [0, 2], TAGS).f1 == 0.0
+
+
+def test_span_f1_hand_computed() -> None:
+    # gold: PER[0:2], LOC[3:4] | LOC[0:1] ; pred: PER[0:1] (boundary wrong), LOC[3:4] | LOC[0:1],
+    # PER[1:2] (spurious)
+    gold = [1, 2, 0, 3, 3, 0]
+    pred = [1, 0, 0, 3, 3, 1]
+    s = span_scores(gold, pred, [0, 4, 6], TAGS)
+    assert (s.n_true, s.n_pred, s.n_correct) == (3, 4, 2)
+    assert s.precision == pytest.approx(2 / 4)
+    assert s.recall == pytest.approx(2 / 3)
+    assert s.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert s.per_type["PER"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1.0}
+    assert s.per_type["LOC"]["f1"] == pytest.approx(1.0)
+    assert s.exact_match == 0.0  # both sentences have an error
+
+
+def test_span_f1_matches_seqeval_on_random_tags() -> None:
+    seqeval = pytest.importorskip("seqeval.metrics")
+    rng = np.random.default_rng(0)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 12, size=60))])
+    n = int(offsets[-1])
+    gold, pred = rng.integers(0, 5, n), rng.integers(0, 5, n)
+    names = np.array(TAGS)
+    as_lists = [[list(names[y[a:b]]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+                for y in (gold, pred)]
+    ours = span_scores(gold, pred, offsets, TAGS)
+    assert ours.f1 == pytest.approx(seqeval.f1_score(*as_lists))
+    assert ours.precision == pytest.approx(seqeval.precision_score(*as_lists))
+    assert ours.recall == pytest.approx(seqeval.recall_score(*as_lists))
+
+
+def test_metric_input_errors() -> None:
+    with pytest.raises(LabelMatrixError, match="offsets"):
+        span_scores([0, 1], [0, 1], [0, 3], TAGS)
+    with pytest.raises(LabelMatrixError, match="Score only sentences with gold"):
+        span_scores([-1, 1], [0, 1], [0, 2], TAGS)
+    with pytest.raises(ConfigError, match="BIOES"):
+        TagScheme.from_tags(["O", "S-PER"])
+
+
+# ---------------------------------------------------------------------------- decoding
+def _is_valid_bio(tags: np.ndarray, offsets: np.ndarray, scheme: TagScheme) -> bool:
+    ok_t, ok_s = scheme.allowed_transitions(), scheme.allowed_starts()
+    first = np.zeros(tags.size, dtype=bool)
+    first[offsets[:-1][np.diff(offsets) > 0]] = True
+    prev = np.concatenate([[0], tags[:-1]])
+    return bool(ok_s[tags[first]].all() and ok_t[prev[~first], tags[~first]].all())
+
+
+def test_viterbi_is_bio_valid_and_exact() -> None:
+    scheme = TagScheme.from_tags(TAGS)
+    rng = np.random.default_rng(1)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 9, size=40))])
+    n = int(offsets[-1])
+    score = rng.normal(size=(n, 5))
+    score[:, 2] += 2.0  # I-PER is the per-token favourite: naive argmax is invalid
+    log_start = np.where(scheme.allowed_starts(), 0.0, -np.inf)
+    log_trans = np.where(scheme.allowed_transitions(), 0.0, -np.inf)
+    path = viterbi(score, offsets, log_start, log_trans, max_cells=37)  # many batches
+    assert not _is_valid_bio(score.argmax(1), offsets, scheme)
+    assert _is_valid_bio(path, offsets, scheme)
+    # exact: brute force on the short sentences
+    import itertools
+    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+        if 0 < b - a <= 4:
+            best = max(
+                (seq for seq in itertools.product(range(5), repeat=int(b - a))
+                 if _is_valid_bio(np.array(seq), np.array([0, b - a]), scheme)),
+                key=lambda seq: score[np.arange(a, b), list(seq)].sum())
+            assert path[a:b].tolist() == list(best)
+
+
+def test_forward_backward_matches_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    k = 3
+    start = rng.dirichlet(np.ones(k))
+    trans = rng.dirichlet(np.ones(k), size=k)
+    offsets = np.array([0, 3, 3, 5])
+    log_emit = rng.normal(size=(5, k))
+    gamma, s_counts, t_counts, ll = forward_backward(log_emit, offsets, start, trans,
+                                                     max_cells=4)
+    import itertools
+    total_ll = 0.0
+    t_brute = np.zeros((k, k))
+    for a, b in ((0, 3), (3, 5)):
+        seqs = list(itertools.product(range(k), repeat=b - a))
+        w = np.array([start[s[0]] * np.prod([trans[s[i], s[i + 1]] for i in range(len(s) - 1)])
+                      * np.exp(log_emit[np.arange(a, b), list(s)].sum()) for s in seqs])
+        total_ll += np.log(w.sum())
+        post = w / w.sum()
+        for i in range(a, b):
+            marg = np.array([post[[s[i - a] == c for s in seqs]].sum() for c in range(k)])
+            np.testing.assert_allclose(gamma[i], marg, atol=1e-10)
+        for p, s in zip(post, seqs, strict=True):
+            for i in range(len(s) - 1):
+                t_brute[s[i], s[i + 1]] += p
+    assert ll == pytest.approx(total_ll)
+    np.testing.assert_allclose(t_counts, t_brute, atol=1e-10)
+    np.testing.assert_allclose(s_counts, gamma[[0, 3]].sum(0), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- label models
+def _generated_ner(n_sent: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sentences with PER/LOC spans; three dictionary-like sources that miss entities, confuse
+    types and split spans, and one noisy source that fires on random tokens."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, 12, size=n_sent)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    n = int(offsets[-1])
+    Y = np.zeros(n, dtype=np.int64)
+    starts = offsets[:-1] + rng.integers(0, 3, size=n_sent)
+    ends = np.minimum(starts + rng.integers(1, 4, size=n_sent), offsets[1:])
+    types = rng.integers(0, 2, size=n_sent)
+    for a, b, t in zip(starts, ends, types, strict=True):
+        Y[a] = 1 + 2 * t
+        Y[a + 1:b] = 2 + 2 * t
+    L = np.full((n, 4), -1, dtype=np.int64)
+    ent = Y > 0
+    for j, (recall, confuse) in enumerate(((0.7, 0.05), (0.6, 0.1), (0.5, 0.3))):
+        fire = ent & (rng.random(n) < recall)
+        vote = Y.copy()
+        swap = fire & (rng.random(n) < confuse)
+        vote[swap] = np.where(vote[swap] <= 2, vote[swap] + 2, vote[swap] - 2)
+        split = fire & (vote % 2 == 0) & (rng.random(n) < 0.3)  # I- read as B-
+        vote[split] -= 1
+        L[fire, j] = vote[fire]
+    noise = rng.random(n) < 0.05
+    L[noise, 3] = rng.integers(1, 5, size=int(noise.sum()))
+    return L, Y, offsets
+
+
+def test_sequence_label_model_beats_token_majority_vote() -> None:
+    L, Y, offsets = _generated_ner(600, seed=0)
+    mv = TokenMajorityVoter(TAGS).score(L, offsets, Y).f1
+    model = SequenceLabelModel(TAGS, seed=0).fit(L, offsets)
+    ours = model.score(L, offsets, Y).f1
+    assert ours > mv + 0.03, (ours, mv)
+    pred = model.predict(L, offsets)
+    assert _is_valid_bio(pred, offsets, model.scheme_)
+    proba = model.predict_proba(L, offsets)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    # votes decide what is an entity: unvoted tokens are O, voted ones take a voted type
+    support = vote_support(L, model.scheme_)
+    assert support[np.arange(L.shape[0]), pred].all()
+    assert np.all(np.diff(model.loglik_) > -1e-8)  # EM never decreases the likelihood
+
+
+def test_marginal_decoding_and_persistence(tmp_path: Path) -> None:
+    L, Y, offsets = _generated_ner(200, seed=1)
+    model = SequenceLabelModel(TAGS, decode="marginal", n_iter=10).fit(L, offsets)
+    path = tmp_path / "seq.npz"
+    model.save(str(path))
+    again = SequenceLabelModel.load(str(path))
+    np.testing.assert_array_equal(again.predict(L, offsets), model.predict(L, offsets))
+    np.testing.assert_allclose(again.predict_proba(L, offsets), model.predict_proba(L, offsets))
+
+
+def test_label_model_errors() -> None:
+    L, _, offsets = _generated_ner(10, seed=2)
+    with pytest.raises(NotFittedError):
+        SequenceLabelModel(TAGS).predict(L, offsets)
+    with pytest.raises(LabelMatrixError, match="tag index"):
+        SequenceLabelModel(TAGS).fit(L + 5, offsets)
+    with pytest.raises(ConfigError, match="decode"):
+        SequenceLabelModel(TAGS, decode="beam").fit(L, offsets)
+    with pytest.raises(LabelMatrixError, match="offsets"):
+        SequenceLabelModel(TAGS).fit(L, offsets[:-1])
+
+
+# ---------------------------------------------------------------------------- tagger
+def test_tagger_learns_from_soft_labels_and_decodes_valid_bio() -> None:
+    pytest.importorskip("torch")
+    from metal.sequence.end_model import SequenceTagger
+
+    rng = np.random.default_rng(3)
+    names, places, filler = ["ann", "bob", "cy"], ["rome", "oslo"], ["went", "to", "the", "x"]
+    tokens: list[list[str]] = []
+    tags: list[int] = []
+    for _ in range(80):
+        person, place = rng.choice(names), rng.choice(places)
+        sent = [person.title(), "Smith", *rng.choice(filler, 2), place.title()]
+        tokens.append(sent)
+        tags += [1, 2, 0, 0, 3]
+    Y = np.asarray(tags)
+    soft = np.full((Y.size, 5), 0.05)
+    soft[np.arange(Y.size), Y] = 0.8  # soft targets whose argmax is the truth
+    tagger = SequenceTagger(TAGS, vectors="none", hidden=16, word_dim=16, n_epochs=8,
+                            lr=1e-2, batch_size=8, patience=None,
+                            seed=0).fit(tokens[:60], soft[: 60 * 5])
+    pred = tagger.predict(tokens[60:])
+    offsets = np.arange(0, 20 * 5 + 1, 5)
+    assert _is_valid_bio(pred, offsets, tagger.scheme_)
+    assert tagger.score(tokens[60:], Y[300:]).f1 > 0.9
+    assert len(tagger.history_) == 8
+    with pytest.raises(LabelMatrixError, match="expected"):
+        SequenceTagger(TAGS, vectors="none").fit(tokens[:10], soft[:7])
