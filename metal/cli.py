@@ -7,7 +7,9 @@ Subcommands (``metal COMMAND --help`` for each):
   dataset, optionally with plots;
 * ``check``: are the sources' accuracies identifiable for this dependency (and task) graph?
 * ``fit``: fit a label model on a dataset; write probabilistic labels and the model;
-* ``evaluate``: score saved probabilistic labels or a saved model against gold labels.
+* ``evaluate``: score saved probabilistic labels or a saved model against gold labels;
+* ``train``: label model -> end model on its probabilistic labels -> test scores
+  (:mod:`metal.end_model.cli`).
 
 Datasets (the ``DATA`` argument) are WRENCH folders, ``.npz`` files holding ``L`` (and
 optionally ``Y``), crowd folders (``answer.csv`` + ``truth.csv``) or crowd answer csv files.
@@ -514,9 +516,15 @@ def _add_evaluate(sub: Any) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
-# One entry per subcommand; add end-model training here (e.g. ``_add_train``).
+def _add_train(sub: Any) -> None:
+    from metal.end_model.cli import add_train  # torch is imported only when training runs
+
+    add_train(sub)
+
+
+# One entry per subcommand.
 COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_analyze, _add_check, _add_fit,
-                                         _add_evaluate]
+                                         _add_evaluate, _add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,405 @@
+"""End-model benchmark: label model alone vs end models on our / majority-vote / gold labels.
+
+Run ``python benchmarks/end_model.py`` (about 20-30 minutes on 2 cores; ``--sets youtube sms``
+runs a subset, ``--no-multitask`` skips the TREC hierarchy). It prints every table and rewrites
+the ``end_model`` section of ``benchmarks/RESULTS.md``.
+
+Protocol
+--------
+* Sets: WRENCH youtube, sms, trec, semeval, chemprot, census, and Snorkel's spouse task
+  (``spear_cage_spouse``). Metric: accuracy; F1 of class 1 for sms, census and spouse.
+* Label model alone: ``metal.LabelModel`` with its defaults, fit on the unlabeled train split
+  (chemprot has no train split: its valid split), scored on test (argmax, random ties with the
+  same keys for every model, as in ``benchmarks/label_model.py``).
+* End models: the same network, input features and training configuration (:data:`CONFIG`)
+  for every label source, trained on the train split with
+
+  - *ours*: the label model's probabilities (soft labels); rows without a vote are masked;
+  - *MV*: hard majority-vote labels (random ties); rows without a vote are masked;
+  - *gold*: the train split's gold labels (upper bound; spouse has none on train).
+
+* Model selection: the valid split's gold labels (small: 120-5561 rows) are used only for
+  early stopping / best-epoch selection on the set's metric, never test. chemprot has no train
+  split, so 300 random rows of its valid split are held out as the selection split and the
+  end models train on the other 1307 (the label model is fit on all of valid, without labels).
+* Features (offline, no download): text sets use TF-IDF word 1-2 grams (fit on the train
+  texts) through a sparse first layer, concatenated with wordllama 0.4 sentence embeddings;
+  relation sets use TF-IDF of the words between the two entities (with an "which entity comes
+  first" token) plus wordllama embeddings of entity 1, entity 2, the words between them and the
+  sentence; census uses its 105 tabular features (standardised); spouse's shared data carries
+  no text, only the 10 LFs' outputs, so its "features" are the one-hot LF votes (the end model
+  can only re-weigh the sources there).
+* One thread; time = wall clock of each end-model fit.
+
+Multi-task section: TREC coarse (6) / fine (50) with the sources of
+``hierarchy_sources/trec.py`` and ``metal.MultiTaskLabelModel`` (defaults) fit on the train
+questions; 500 random train questions are held out as the labeled selection split. Compared per
+level: the label model alone, one multi-task end model (shared trunk, a coarse and a fine head,
+joint decoding over the hierarchy) and two single-task end models, all trained on the label
+model's per-task marginals with the same features and configuration.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import SHARED_DATA, machine_line, markdown_table, write_section  # noqa: E402
+
+SEED = 123
+N_SELECT_CHEMPROT = 300
+N_SELECT_TREC = 500
+MAIN_F1 = {"sms", "census", "spouse"}
+# WRENCH's best end model on weak labels (BERT-based features; ../shared/docs/ANCHORS.md)
+WRENCH_WEAK = {"youtube": 0.934, "sms": 0.919, "trec": 0.684, "semeval": 0.857,
+               "chemprot": 0.567, "census": 0.582}
+# one configuration for every set and label source (chosen on valid splits, see RESULTS.md)
+CONFIG: dict[str, Any] = {"hidden": (128,), "dropout": 0.5, "lr": 3e-4, "n_epochs": 30,
+                          "patience": 6, "batch_size": 64}
+F1_CLASS_WEIGHT: str | None = "balanced"
+TFIDF_WIDTH = 64
+TFIDF_MAX_FEATURES = 10000
+
+
+@dataclass
+class Split:
+    X: Any
+    L: np.ndarray
+    Y: np.ndarray
+
+
+@dataclass
+class Prepared:
+    name: str
+    k: int
+    features: str
+    L_fit: np.ndarray
+    train: Split
+    valid: Split
+    test: Split
+    module: Callable[[], Any]
+    has_train_gold: bool = True
+
+    @property
+    def metric(self) -> str:
+        return "f1" if self.name in MAIN_F1 else "accuracy"
+
+
+# ---------------------------------------------------------------------------- features
+def tfidf(train_docs: list[str], *docs: list[str]) -> tuple[Any, list[sp.csr_matrix]]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                          max_features=TFIDF_MAX_FEATURES, dtype=np.float32)
+    vec.fit(train_docs)
+    return vec, [vec.transform(d) for d in (train_docs, *docs)]
+
+
+def text_features(texts: list[list[str]]) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
+    """TF-IDF (sparse first layer) + wordllama sentence embeddings, per split."""
+    from metal.end_model import DenseInput, SparseInput
+    from metal.end_model.text import ConcatInput, embed_texts
+
+    vec, mats = tfidf(texts[0], *texts[1:])
+    X = [{"tfidf": m, "emb": embed_texts(t)} for m, t in zip(mats, texts, strict=True)]
+    V = len(vec.vocabulary_)
+
+    def module() -> Any:
+        return ConcatInput({"tfidf": SparseInput(V, TFIDF_WIDTH),
+                            "emb": DenseInput(256, standardize=False)})
+
+    return X, module
+
+
+def relation_features(examples: list[list[dict[str, Any]]]
+                      ) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
+    """TF-IDF of the words between the entities + wordllama segment embeddings, per split."""
+    from metal.end_model import DenseInput, SparseInput
+    from metal.end_model.text import (
+        ConcatInput,
+        char_spans,
+        relation_embeddings,
+        relation_segments,
+    )
+
+    texts = [[e["text"] for e in ex] for ex in examples]
+    spans = [char_spans(ex) for ex in examples]
+    docs = []
+    for t, s in zip(texts, spans, strict=True):
+        between = relation_segments(t, s)["between"]
+        first = s[:, 0, 0] < s[:, 1, 0]
+        docs.append([("e1first " if f else "e2first ") + b
+                     for f, b in zip(first, between, strict=True)])
+    vec, mats = tfidf(docs[0], *docs[1:])
+    X = [{"tfidf": m, "emb": relation_embeddings(t, s)}
+         for m, t, s in zip(mats, texts, spans, strict=True)]
+    V = len(vec.vocabulary_)
+
+    def module() -> Any:
+        return ConcatInput({"tfidf": SparseInput(V, TFIDF_WIDTH),
+                            "emb": DenseInput(4 * 256 + 1, standardize=False)})
+
+    return X, module
+
+
+def vote_features(*Ls: np.ndarray) -> list[sp.csr_matrix]:
+    """One-hot (source, vote) indicators as a sparse matrix (abstain = no entry)."""
+    k = int(max(L.max() for L in Ls)) + 1
+    out = []
+    for L in Ls:
+        rows, cols = np.nonzero(L != -1)
+        out.append(sp.csr_matrix((np.ones(rows.size, np.float32),
+                                  (rows, cols * k + L[rows, cols])), shape=(L.shape[0],
+                                                                            L.shape[1] * k)))
+    return out
+
+
+# ---------------------------------------------------------------------------- data
+def prepare(name: str) -> Prepared:
+    from metal import load_wrench
+    from metal.end_model import DenseInput, SparseInput
+
+    if name == "spouse":
+        z = np.load(SHARED_DATA / "spear_cage_spouse" / "spouse_wrench_convention.npz")
+        Ls = [z["L_train"].astype(np.int64), z["L_dev"].astype(np.int64),
+              z["L_test"].astype(np.int64)]
+        Xs = vote_features(*Ls)
+        Ys = [np.full(Ls[0].shape[0], -1), z["y_dev"].astype(np.int64),
+              z["y_test"].astype(np.int64)]
+        return Prepared(name, 2, "one-hot LF votes (no text in the shared data)", Ls[0],
+                        *[Split(x, L, y) for x, L, y in zip(Xs, Ls, Ys, strict=True)],
+                        module=lambda: SparseInput(Xs[0].shape[1], TFIDF_WIDTH),
+                        has_train_gold=False)
+    folder = SHARED_DATA / f"wrench_{name}"
+    if name == "chemprot":
+        valid, test = load_wrench(folder, "valid"), load_wrench(folder, "test")
+        perm = np.random.default_rng(SEED).permutation(valid.n_rows)
+        sel, trn = np.sort(perm[:N_SELECT_CHEMPROT]), np.sort(perm[N_SELECT_CHEMPROT:])
+        examples = [[valid.examples[i] for i in trn], [valid.examples[i] for i in sel],
+                    test.examples]
+        Ls = [valid.L[trn], valid.L[sel], test.L]
+        Ys = [valid.Y[trn], valid.Y[sel], test.Y]
+        L_fit, k = valid.L, valid.cardinality
+    else:
+        splits = [load_wrench(folder, s) for s in ("train", "valid", "test")]
+        examples = [s.examples for s in splits]
+        Ls, Ys = [s.L for s in splits], [s.Y for s in splits]
+        L_fit, k = splits[0].L, splits[0].cardinality
+    if name == "census":
+        Xs = [np.asarray([e["feature"] for e in ex], dtype=np.float32) for ex in examples]
+        d = Xs[0].shape[1]
+        features, module = f"{d} tabular features (standardised)", lambda: DenseInput(d)
+    elif name in ("semeval", "chemprot"):
+        Xs, module = relation_features(examples)
+        features = "TF-IDF between entities + wordllama entity/between/sentence embeddings"
+    else:
+        Xs, module = text_features([[e["text"] for e in ex] for ex in examples])
+        features = "TF-IDF 1-2 grams + wordllama sentence embedding"
+    return Prepared(name, k, features, L_fit,
+                    *[Split(x, np.asarray(L, dtype=np.int64), np.asarray(y, dtype=np.int64))
+                      for x, L, y in zip(Xs, Ls, Ys, strict=True)], module=module)
+
+
+# ---------------------------------------------------------------------------- runs
+def end_model(p: Prepared, Y: np.ndarray, L: np.ndarray | None) -> tuple[float, float, int]:
+    """Fit the benchmark's end model; return (test score, seconds, best epoch)."""
+    from metal.end_model import EndModel
+
+    start = time.perf_counter()
+    # class-imbalance handling for the sets scored by F1 (a rule on the metric, not tuned)
+    cw = F1_CLASS_WEIGHT if p.metric == "f1" else None
+    model = EndModel(p.k, input_module=p.module(), valid_metric=p.metric, class_weight=cw,
+                     seed=SEED, **CONFIG)
+    model.fit(p.train.X, Y, L=L, X_valid=p.valid.X, Y_valid=p.valid.Y)
+    seconds = time.perf_counter() - start
+    score = model.score(p.test.X, p.test.Y, [p.metric])[p.metric]
+    return score, seconds, int(model.best_epoch_ if model.best_epoch_ is not None else -1)
+
+
+def run_set(name: str) -> dict[str, Any]:
+    from metal import LabelModel, MajorityVoter
+    from metal.metrics import probs_to_preds, score_predictions
+
+    t0 = time.perf_counter()
+    p = prepare(name)
+    prep_s = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. sources that never vote in the fit split
+        lm = LabelModel(cardinality=p.k, seed=SEED).fit(p.L_fit)
+        lm_test = probs_to_preds(lm.predict_proba(p.test.L), "random", seed=SEED)
+        soft = lm.predict_proba(p.train.L)
+    mv = MajorityVoter(cardinality=p.k).predict(p.train.L, tie_break="random")
+    row: dict[str, Any] = {
+        "set": name, "features": p.features, "metric": p.metric, "n_train": p.train.L.shape[0],
+        "covered": float((p.train.L != -1).any(axis=1).mean()),
+        "lm": score_predictions(p.test.Y, lm_test, [p.metric])[p.metric], "prep_s": prep_s}
+    runs = [("ours", soft, p.train.L), ("mv", mv, p.train.L)]
+    if p.has_train_gold:
+        runs.append(("gold", p.train.Y, None))
+    for label, Y, L in runs:
+        score, secs, best = end_model(p, np.asarray(Y), L)
+        row[label], row[f"{label}_s"], row[f"{label}_epoch"] = score, secs, best
+        print(f"  {name:9s} {label:5s} {score:.3f}  ({secs:.1f} s, best epoch {best})",
+              flush=True)
+    row.setdefault("gold", float("nan"))
+    return row
+
+
+def run_trec_multitask() -> list[list[object]]:
+    """Label model alone vs multi-task end model vs two single-task end models, per level."""
+    from hierarchy_sources import load_trec
+    from hierarchy_sources._common import imply_parent_votes
+
+    from metal import MultiTaskLabelModel, TaskHierarchy
+    from metal.end_model import EndModel, MultiTaskEndModel
+
+    ds = load_trec(SHARED_DATA)
+    h = TaskHierarchy({"coarse": 6, "fine": 50},
+                      parents={"fine": ("coarse", [int(c) for c in ds.child_to_parent])})
+    n = ds.L_train.shape[0]
+    perm = np.random.default_rng(SEED).permutation(n)
+    sel, trn = np.sort(perm[:N_SELECT_TREC]), np.sort(perm[N_SELECT_TREC:])
+    texts_all = ds.texts_train.tolist()
+    texts = [[texts_all[i] for i in trn], [texts_all[i] for i in sel], ds.texts_test.tolist()]
+    Xs, module = text_features(texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lm = MultiTaskLabelModel(task_graph=h, seed=SEED).fit(ds.L_train)
+        lm_preds = lm.predict(ds.L_test, tie_break="random")
+        coarse_p, fine_p = lm.predict_proba(ds.L_train[trn])
+    # a fine vote implies its coarse class: rows covered at the coarse level include those
+    L_cov = imply_parent_votes(ds.L_train[trn], ds.child_to_parent)
+    Yv, Yt = ds.Y_train[sel], ds.Y_test
+    assert isinstance(lm_preds, np.ndarray)
+    rows: list[list[object]] = [["label model alone (MultiTaskLabelModel)",
+                                 float(np.mean(lm_preds[:, 0] == Yt[:, 0])),
+                                 float(np.mean(lm_preds[:, 1] == Yt[:, 1])), "-"]]
+    start = time.perf_counter()
+    mt = MultiTaskEndModel(h, input_module=module(), valid_metric="accuracy", seed=SEED,
+                           **CONFIG)
+    mt.fit(Xs[0], [coarse_p, fine_p], L=L_cov, X_valid=Xs[1], Y_valid=Yv)
+    preds = mt.predict(Xs[2])
+    rows.append(["multi-task end model (shared trunk, 2 heads, joint decoding)",
+                 float(np.mean(preds[:, 0] == Yt[:, 0])), float(np.mean(preds[:, 1] == Yt[:, 1])),
+                 round(time.perf_counter() - start, 1)])
+    single = []
+    secs = 0.0
+    for s, (k, P) in enumerate(((6, coarse_p), (50, fine_p))):
+        start = time.perf_counter()
+        em = EndModel(k, input_module=module(), valid_metric="accuracy", seed=SEED, **CONFIG)
+        L_task = L_cov[:, :, s]
+        em.fit(Xs[0], P, L=L_task, X_valid=Xs[1], Y_valid=Yv[:, s])
+        single.append(float(np.mean(em.predict(Xs[2]) == Yt[:, s])))
+        secs += time.perf_counter() - start
+    rows.append(["two single-task end models", single[0], single[1], round(secs, 1)])
+    for r in rows:
+        print(f"  TREC multi-task: {r[0]:62s} coarse {r[1]:.3f} fine {r[2]:.3f}", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------- report
+def report(rows: list[dict[str, Any]], mt_rows: list[list[object]] | None,
+           total_s: float) -> str:
+    headers = ["set", "metric", "features", "n train (covered)", "label model alone",
+               "end model, ours", "end model, MV", "end model, gold", "WRENCH end model, weak",
+               "ours - LM", "ours - MV", "fit s (ours/MV/gold)"]
+    table = []
+    for r in rows:
+        wrench = WRENCH_WEAK.get(r["set"])
+        table.append([
+            r["set"], "F1" if r["metric"] == "f1" else "acc", r["features"],
+            f"{r['n_train']} ({100 * r['covered']:.0f}%)", r["lm"], r["ours"], r["mv"],
+            "–" if np.isnan(r["gold"]) else r["gold"],
+            "–" if wrench is None else wrench,
+            f"{r['ours'] - r['lm']:+.3f}", f"{r['ours'] - r['mv']:+.3f}",
+            "/".join(f"{r.get(k + '_s', float('nan')):.0f}" for k in ("ours", "mv", "gold"))])
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("lm", "ours", "mv")}
+    wr = [r for r in rows if r["set"] in WRENCH_WEAK]
+    reached = [r["set"] for r in wr if r["ours"] >= WRENCH_WEAK[r["set"]] - 5e-4]
+    beats_lm = [r["set"] for r in rows if r["ours"] > r["lm"]]
+    lines = [
+        "## End models on probabilistic labels",
+        "",
+        "`python benchmarks/end_model.py`. Label model alone (`metal.LabelModel` defaults, fit "
+        "on the unlabeled train split; chemprot: its valid split) vs the same end model "
+        "trained on our soft labels (rows without a vote masked), on majority-vote labels "
+        "(same masking) and on the train split's gold labels (upper bound). Test split scores; "
+        "accuracy, F1 of class 1 for sms, census and spouse. The valid split's gold labels are "
+        "used only for early stopping (chemprot: 300 held-out rows of its valid split). One "
+        f"configuration for every set: `{CONFIG}`, TF-IDF layer width {TFIDF_WIDTH} "
+        f"({TFIDF_MAX_FEATURES} features at most), seed {SEED}. Machine: {machine_line()}, "
+        "one thread.",
+        "",
+        markdown_table(headers, table),
+        "",
+        f"Mean over the {len(rows)} sets: label model alone {mean['lm']:.3f}, end model on our "
+        f"labels {mean['ours']:.3f} ({mean['ours'] - mean['lm']:+.3f}), on majority vote "
+        f"{mean['mv']:.3f}. The end model on our labels beats the label model alone on "
+        f"{len(beats_lm)} of {len(rows)} sets ({', '.join(beats_lm) or 'none'}) and reaches "
+        f"WRENCH's weak-label end model on {len(reached)} of {len(wr)} "
+        f"({', '.join(reached) or 'none'}).",
+    ]
+    if mt_rows is not None:
+        lines += [
+            "",
+            "### Multi-task end model on TREC coarse / fine",
+            "",
+            "Sources from `benchmarks/hierarchy_sources/trec.py` (68 WRENCH coarse LFs, 58 fine "
+            "regexes); `MultiTaskLabelModel` (defaults) fit on the train questions without "
+            "labels; end models trained on its per-task marginals (rows without a vote at a "
+            "level masked; a fine vote counts as coarse coverage), 500 random train questions "
+            "held out for early stopping; test = TREC_10 (500 questions). Same features and "
+            "configuration as above.",
+            "",
+            markdown_table(["model", "coarse acc", "fine acc", "fit s"], mt_rows),
+        ]
+    lines += ["", f"Whole benchmark run: {total_s / 60:.1f} min."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="*", default=["youtube", "sms", "trec", "semeval",
+                                                      "chemprot", "census", "spouse"])
+    parser.add_argument("--no-multitask", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--f1-class-weight", choices=("balanced", "none"), default="balanced",
+                        help="class weights of the end models on F1-scored sets")
+    args = parser.parse_args()
+    global F1_CLASS_WEIGHT
+    F1_CLASS_WEIGHT = None if args.f1_class_weight == "none" else args.f1_class_weight
+    if not SHARED_DATA.exists():
+        print(f"skipping: no shared data at {SHARED_DATA}")
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    rows = []
+    for name in args.sets:
+        print(f"{name}:", flush=True)
+        rows.append(run_set(name))
+    mt_rows = None if args.no_multitask else run_trec_multitask()
+    text = report(rows, mt_rows, time.perf_counter() - start)
+    print(text)
+    if not args.no_write and len(rows) == 7 and mt_rows is not None:
+        write_section("end_model", text)
+
+
+if __name__ == "__main__":
+    main()
