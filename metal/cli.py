@@ -261,6 +261,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     mv = MajorityVoter(cardinality=k).score(data.L, data.Y)["accuracy"]
     print(f"label accuracy: LabelModel {ours:.3f} (with its defaults {default['accuracy']:.3f}) "
           f"vs majority vote {mv:.3f}")
+    if not args.no_end_model:  # the rest of the pipeline: probabilistic labels -> end model
+        from metal.end_model.cli import demo_end_model
+
+        demo_end_model(data.L, data.Y, model, k, args.seed)
     return 0
 
 
@@ -443,6 +447,8 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--m", type=int, default=10, help="sources (default 10)")
     demo.add_argument("--cardinality", "-k", type=int, default=3, help="classes (default 3)")
     demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    demo.add_argument("--no-end-model", action="store_true",
+                      help="stop after the label model (skip the end-model step)")
     demo.set_defaults(func=_cmd_demo)
 
 
