@@ -8,6 +8,8 @@ Subcommands (``metal COMMAND --help`` for each):
 * ``check``: are the sources' accuracies identifiable for this dependency (and task) graph?
 * ``fit``: fit a label model on a dataset; write probabilistic labels and the model;
 * ``evaluate``: score saved probabilistic labels or a saved model against gold labels;
+* ``train``: label model -> end model on its probabilistic labels -> test scores
+  (:mod:`metal.end_model.cli`).
 * ``weasel``: train an end model end to end from the sources (WeaSEL, ``metal.weasel.cli``).
 
 Datasets (the ``DATA`` argument) are WRENCH folders, ``.npz`` files holding ``L`` (and
@@ -269,6 +271,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     mv = MajorityVoter(cardinality=k).score(data.L, data.Y)["accuracy"]
     print(f"label accuracy: LabelModel {ours:.3f} (with its defaults {default['accuracy']:.3f}) "
           f"vs majority vote {mv:.3f}")
+    if not args.no_end_model:  # the rest of the pipeline: probabilistic labels -> end model
+        from metal.end_model.cli import demo_end_model
+
+        demo_end_model(data.L, data.Y, model, k, args.seed)
     return 0
 
 
@@ -459,6 +465,8 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--m", type=int, default=10, help="sources (default 10)")
     demo.add_argument("--cardinality", "-k", type=int, default=3, help="classes (default 3)")
     demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    demo.add_argument("--no-end-model", action="store_true",
+                      help="stop after the label model (skip the end-model step)")
     demo.set_defaults(func=_cmd_demo)
 
 
@@ -534,15 +542,21 @@ def _add_evaluate(sub: Any) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
-# One entry per subcommand; add end-model training here (e.g. ``_add_train``).
+def _add_train(sub: Any) -> None:
+    from metal.end_model.cli import add_train  # torch is imported only when training runs
+
+    add_train(sub)
+
+
 def _add_weasel(sub: Any) -> None:
     from metal.weasel.cli import add_parser
 
     add_parser(sub)
 
 
+# One entry per subcommand.
 COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_analyze, _add_check, _add_fit,
-                                         _add_evaluate, _add_weasel]
+                                         _add_evaluate, _add_train, _add_weasel]
 
 
 def build_parser() -> argparse.ArgumentParser:
