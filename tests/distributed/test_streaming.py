@@ -20,16 +20,7 @@ from metal.distributed import (
     read_npy_chunks,
     stream_statistics,
 )
-from metal.label_model.statistics import SourceStatistics
 from metal.matrix import to_sparse_labels
-
-
-def assert_same_statistics(a: SourceStatistics, b: SourceStatistics) -> None:
-    assert a.n_rows == b.n_rows
-    np.testing.assert_array_equal(a.n_values, b.n_values)
-    np.testing.assert_array_equal(a.counts, b.counts)
-    assert a.cooccurrence.shape == b.cooccurrence.shape
-    assert (a.cooccurrence != b.cooccurrence).nnz == 0
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def data():  # type: ignore[no-untyped-def]
     return make_synthetic(n=6000, m=8, cardinality=3, seed=3)
 
 
-def test_chunked_statistics_equal_in_memory_dense_sparse_and_ragged(data):  # type: ignore[no-untyped-def]
+def test_chunked_statistics_equal_in_memory_dense_sparse_and_ragged(same_statistics, data):  # type: ignore[no-untyped-def]
     full = label_statistics(data.L, 3)
     L = data.L
     # ragged chunks, mixing dense int8 and sparse blocks, one row alone
@@ -46,11 +37,11 @@ def test_chunked_statistics_equal_in_memory_dense_sparse_and_ragged(data):  # ty
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         block = L[a:b].astype(np.int8)
         chunks.append(to_sparse_labels(block) if i % 2 else block)
-    assert_same_statistics(stream_statistics(iter(chunks), 3), full)
-    assert_same_statistics(stream_statistics(iter_chunks(L, 513), 3), full)
+    same_statistics(stream_statistics(iter(chunks), 3), full)
+    same_statistics(stream_statistics(iter_chunks(L, 513), 3), full)
     # statistics add to a given start (resuming a stream)
     first = stream_statistics(iter_chunks(L[:3000], 1000), 3)
-    assert_same_statistics(stream_statistics(iter_chunks(L[3000:], 1000), 3, stats=first), full)
+    same_statistics(stream_statistics(iter_chunks(L[3000:], 1000), 3, stats=first), full)
 
 
 def test_stream_statistics_reads_a_generator_once(data):  # type: ignore[no-untyped-def]
@@ -89,12 +80,12 @@ def test_fit_stream_passes_class_balance_and_y_dev(data):  # type: ignore[no-unt
                    Y_dev=data.Y[:10])
 
 
-def test_streaming_model_fit_partial_fit_and_refit(data):  # type: ignore[no-untyped-def]
+def test_streaming_model_fit_partial_fit_and_refit(same_statistics, data):  # type: ignore[no-untyped-def]
     ref = LabelModel(cardinality=3, seed=0).fit(data.L)
     model = StreamingLabelModel(cardinality=3, seed=0)
     for c in iter_chunks(data.L, 2000):
         model.partial_fit(c, refit=False)
-    assert_same_statistics(model.statistics_, ref.statistics_)
+    same_statistics(model.statistics_, ref.statistics_)
     with pytest.raises(AttributeError):  # statistics only: not fitted yet
         model.predict_proba(data.L[:5])
     model.refit()
@@ -110,13 +101,13 @@ def test_streaming_model_fit_partial_fit_and_refit(data):  # type: ignore[no-unt
     assert sum(p.shape[0] for p in model.predict_proba_stream(iter_chunks(data.L, 999))) == 6000
 
 
-def test_read_npy_chunks_round_trip_and_errors(tmp_path: Path, data):  # type: ignore[no-untyped-def]
+def test_read_npy_chunks_round_trip_and_errors(same_statistics, tmp_path: Path, data):  # type: ignore[no-untyped-def]
     L = data.L.astype(np.int8)
     np.save(tmp_path / "L.npy", L)
     blocks = list(read_npy_chunks(tmp_path / "L.npy", 1024))
     assert [b.shape[0] for b in blocks] == [1024] * 5 + [880]
     np.testing.assert_array_equal(np.vstack(blocks), L)
-    assert_same_statistics(stream_statistics(read_npy_chunks(tmp_path / "L.npy", 1024), 3),
+    same_statistics(stream_statistics(read_npy_chunks(tmp_path / "L.npy", 1024), 3),
                            label_statistics(L, 3))
     np.save(tmp_path / "v.npy", np.zeros(5, dtype=np.int8))
     with pytest.raises(DataFormatError, match="2-D"):
