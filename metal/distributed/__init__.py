@@ -6,7 +6,9 @@ modules explicitly, so their dependencies are paid only by those who use them.
 """
 
 from metal.distributed.streaming import (
+    StatisticsAccumulator,
     StreamingLabelModel,
+    chunk_statistics,
     fit_stream,
     iter_chunks,
     predict_proba_stream,
@@ -15,7 +17,9 @@ from metal.distributed.streaming import (
 )
 
 __all__ = [
+    "StatisticsAccumulator",
     "StreamingLabelModel",
+    "chunk_statistics",
     "fit_stream",
     "iter_chunks",
     "predict_proba_stream",

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
 
-from metal.distributed.streaming import _check_streamable, _resolve_prior
+from metal.distributed.streaming import _check_streamable, _resolve_prior, chunk_statistics
 from metal.errors import ConfigError, DataFormatError, LabelMatrixError
 from metal.label_model.base import check_cardinality
-from metal.label_model.label_model import LabelModel, label_statistics
+from metal.label_model.label_model import LabelModel
 from metal.label_model.statistics import SourceStatistics
 from metal.labeling.apply import LFApplier
 from metal.labeling.lf import LabelingFunction
@@ -57,7 +57,7 @@ def _block_statistics(block: LabelInput, cardinality: int, n_sources: int | None
     if n_sources is not None and block.shape[1] != n_sources:
         raise LabelMatrixError(f"a partition has {block.shape[1]} sources (columns); expected "
                                f"{n_sources}. Every partition must hold the same sources.")
-    return label_statistics(block, cardinality)
+    return chunk_statistics(block, cardinality)
 
 
 def _merge(*parts: SourceStatistics | None) -> SourceStatistics | None:
@@ -158,7 +158,7 @@ def _lf_partition_statistics(part: pd.DataFrame, lfs: list[LabelingFunction], ca
         return None
     L = LFApplier(lfs, cardinality=cardinality, fault_tolerant=fault_tolerant,
                   progress=False).apply(part)
-    return label_statistics(L, cardinality)
+    return chunk_statistics(L, cardinality)
 
 
 def lf_statistics(data: dd.DataFrame, lfs: Sequence[LabelingFunction], cardinality: int, *,

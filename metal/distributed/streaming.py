@@ -22,12 +22,15 @@ import numpy as np
 
 from metal.errors import ConfigError, DataFormatError, LabelMatrixError
 from metal.label_model.base import balance_from_gold, check_cardinality
+from metal.label_model.dense import dense_applicable, dense_cooccurrence, statistics_from_counts
 from metal.label_model.label_model import LabelModel, label_statistics
 from metal.label_model.statistics import SourceStatistics
-from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput
+from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, check_label_matrix
 
 __all__ = [
+    "StatisticsAccumulator",
     "StreamingLabelModel",
+    "chunk_statistics",
     "fit_stream",
     "iter_chunks",
     "predict_proba_stream",
@@ -82,6 +85,76 @@ def read_npy_chunks(path: str | os.PathLike[str],
             yield block
 
 
+class StatisticsAccumulator:
+    """Adds label-matrix chunks up into :class:`~metal.SourceStatistics`, one at a time.
+
+    Dense integer chunks with few indicators (``m*k`` up to
+    :data:`metal.label_model.dense.MAX_DENSE_INDICATORS`) are counted by the integer-product
+    kernel into one dense ``(m*k)^2`` count matrix; other chunks (sparse, or many sources) by
+    :func:`metal.label_statistics`. The counts are exact either way, so the result does not
+    depend on how the rows were split or stored.
+    """
+
+    def __init__(self, cardinality: int) -> None:
+        self.cardinality = check_cardinality(cardinality)
+        self.n_sources: int | None = None
+        self._dense: np.ndarray | None = None
+        self._dense_rows = 0
+        self._sparse: SourceStatistics | None = None
+
+    def add(self, chunk: LabelInput) -> StatisticsAccumulator:
+        """Count one ``(rows, m)`` chunk (validated here)."""
+        k = self.cardinality
+        lm = check_label_matrix(chunk, cardinality=k)
+        if self.n_sources is not None and lm.n_sources != self.n_sources:
+            raise LabelMatrixError(
+                f"this chunk has {lm.n_sources} sources (columns); expected {self.n_sources} "
+                "as in the chunks before it. Every chunk must hold the same sources in the "
+                "same order.")
+        self.n_sources = lm.n_sources
+        if dense_applicable(lm.data, lm.n_sources * k):
+            gram = dense_cooccurrence(lm.data, k)  # type: ignore[arg-type]
+            self._dense = gram if self._dense is None else self._dense + gram
+            self._dense_rows += lm.n_rows
+        else:
+            part = label_statistics(lm.data, k)
+            self._sparse = part if self._sparse is None else self._sparse.merge(part)
+        return self
+
+    def add_statistics(self, stats: SourceStatistics) -> StatisticsAccumulator:
+        """Add statistics gathered elsewhere (another stream, a file, a worker)."""
+        if self.n_sources is not None and stats.n_groups != self.n_sources:
+            raise LabelMatrixError(f"statistics of {stats.n_groups} sources cannot be added to "
+                                   f"those of {self.n_sources}")
+        self.n_sources = stats.n_groups
+        self._sparse = stats if self._sparse is None else self._sparse.merge(stats)
+        return self
+
+    @property
+    def n_rows(self) -> int:
+        return self._dense_rows + (0 if self._sparse is None else self._sparse.n_rows)
+
+    def result(self) -> SourceStatistics:
+        """The statistics of every row added so far."""
+        if self.n_sources is None:
+            raise LabelMatrixError("no chunk was added; expected at least one (rows, m) "
+                                   "label-matrix block")
+        parts = [] if self._sparse is None else [self._sparse]
+        if self._dense is not None:
+            parts.append(statistics_from_counts(self._dense, self._dense_rows, self.n_sources,
+                                                self.cardinality))
+        return parts[0] if len(parts) == 1 else parts[0].merge(parts[1])
+
+
+def chunk_statistics(chunk: LabelInput, cardinality: int) -> SourceStatistics:
+    """Statistics of one chunk: the per-partition function of the streaming and Dask paths.
+
+    Equal to :func:`metal.label_statistics` (the same exact counts), with the integer-product
+    kernel for dense chunks with few indicators.
+    """
+    return StatisticsAccumulator(cardinality).add(chunk).result()
+
+
 def _as_chunk_iterable(chunks: Any) -> Iterable[LabelInput]:
     """An iterable of chunks; a single matrix is refused (pass it to ``fit`` instead)."""
     if isinstance(chunks, np.ndarray) or hasattr(chunks, "tocsr"):
@@ -117,23 +190,18 @@ def stream_statistics(chunks: Iterable[LabelInput], cardinality: int,
     LabelMatrixError
         A chunk is malformed, or has a different number of sources than the others.
     """
-    k = check_cardinality(cardinality)
-    total = stats
+    acc = StatisticsAccumulator(cardinality)
+    if stats is not None:
+        acc.add_statistics(stats)
     for i, chunk in enumerate(_as_chunk_iterable(chunks)):
         try:
-            part = label_statistics(chunk, k)
+            acc.add(chunk)
         except LabelMatrixError as err:
             raise LabelMatrixError(f"chunk {i}: {err}") from err
-        if total is not None and part.n_groups != total.n_groups:
-            raise LabelMatrixError(
-                f"chunk {i} has {part.n_groups} sources (columns); expected {total.n_groups} as "
-                "in the chunks before it. Every chunk must hold the same sources in the same "
-                "order.")
-        total = part if total is None else total.merge(part)
-    if total is None:
+    if acc.n_sources is None:
         raise LabelMatrixError("the stream of chunks was empty; expected at least one "
                                "(rows, m) label-matrix block")
-    return total
+    return acc.result()
 
 
 def _resolve_prior(model: LabelModel, class_balance: Any, Y_dev: Any) -> Any:
@@ -219,7 +287,7 @@ class StreamingLabelModel(LabelModel):
         """
         _check_streamable(self, class_balance)
         k = check_cardinality(self.cardinality)
-        part = label_statistics(L, k, chunk_rows=int(self.chunk_rows))
+        part = chunk_statistics(L, k)
         prev = getattr(self, "statistics_", None)
         if prev is not None and prev.n_groups != part.n_groups:
             raise LabelMatrixError(f"L has {part.n_groups} sources (columns); the batches "

@@ -25,6 +25,7 @@ from metal.distributed.dask import (  # noqa: E402
     lf_statistics,
     predict_proba_dask,
 )
+from metal.label_model import dense  # noqa: E402
 from metal.labeling.apply import LFApplier  # noqa: E402
 from metal.labeling.lf import labeling_function  # noqa: E402
 from metal.matrix import to_sparse_labels  # noqa: E402
@@ -37,6 +38,7 @@ def client():  # type: ignore[no-untyped-def]
     c = distributed.Client(cluster)
     # import metal on the workers up front, so the tests below time their own work only
     c.run(importlib.import_module, "metal.distributed.dask")
+    c.run(dense._int_mm)  # imports torch for the dense kernel
     yield c
     c.close()
     cluster.close()

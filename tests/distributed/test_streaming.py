@@ -119,7 +119,7 @@ def test_read_npy_chunks_round_trip_and_errors(same_statistics, tmp_path: Path, 
 
 
 def test_stream_errors_say_what_to_do(data):  # type: ignore[no-untyped-def]
-    with pytest.raises(LabelMatrixError, match="chunk 1 has 7 sources"):
+    with pytest.raises(LabelMatrixError, match="chunk 1: this chunk has 7 sources"):
         stream_statistics(iter([data.L[:10], data.L[10:20, :7]]), 3)
     with pytest.raises(LabelMatrixError, match="chunk 1: L contains the label 3"):
         stream_statistics(iter([data.L[:10], np.full((3, 8), 3)]), 3)
