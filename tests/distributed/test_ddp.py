@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from metal import ConfigError
 from metal.distributed.ddp import DistributedTrainer, data_parallel, init_distributed
@@ -88,14 +87,3 @@ def test_two_cpu_ranks_under_torchrun_equal_one_process(tmp_path: Path) -> None:
         capture_output=True, text=True, env=_env(), timeout=600, check=False)
     assert more.returncode == 0, more.stderr[-3000:]
     assert json.loads(more.stdout.strip().splitlines()[-1])["epochs"] == 4
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_end_model_trains_on_cuda(tmp_path: Path) -> None:
-    X, P = _data(tmp_path)
-    kw = dict(hidden=(16,), dropout=0.0, seed=3, n_epochs=3, batch_size=64, lr=0.01,
-              patience=None)
-    cpu = EndModel(2, **kw).fit(X, P)  # type: ignore[arg-type]
-    gpu = EndModel(2, device="cuda", **kw).fit(X, P)  # type: ignore[arg-type]
-    assert next(gpu.network_.parameters()).is_cuda
-    np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-4)
