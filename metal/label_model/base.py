@@ -53,8 +53,10 @@ def check_fit_params(model: Any) -> None:
         value = getattr(model, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name}={value!r} must be a positive int")
-    if model.l2 < 0 or model.tol <= 0:
-        raise ConfigError(f"l2={model.l2} must be >= 0 and tol={model.tol} > 0")
+    l2 = getattr(model, "l2", None)
+    if (l2 is not None and l2 < 0) or model.tol <= 0:
+        raise ConfigError(f"l2={l2} must be >= 0 (or None: scaled with the data) and "
+                          f"tol={model.tol} > 0")
 
 
 def balance_from_gold(Y: np.ndarray, cardinality: int) -> np.ndarray:

@@ -235,8 +235,10 @@ def complete_low_rank(
     z0 = z0 + 1e-3 * gen.standard_normal(z0.shape)
     Z = torch.tensor(z0, dtype=torch.float64, device=dev, requires_grad=True)
 
+    weight = mask.to(torch.float64)
+
     def loss_fn() -> torch.Tensor:
-        R = (O_inv + Z @ Z.T)[mask]
+        R = (O_inv + Z @ Z.T) * weight
         return (R**2).sum() / scale
 
     with _ThreadLimit(d):
@@ -316,6 +318,8 @@ def fit_moments(
         target = torch.as_tensor(problem.second, dtype=torch.float64, device=dev)
         mask = torch.as_tensor(problem.omega, device=dev)
     scale = float((target[mask] ** 2).sum() + (means**2).sum())
+    # multiplying by a 0/1 weight is much cheaper than boolean indexing (and its backward)
+    weight = mask.to(torch.float64)
     scale = max(scale, 1e-30)
 
     mu_start = initial_mu(problem, K) if init_mu is None else init_mu
@@ -381,7 +385,7 @@ def fit_moments(
         mu, _ = param(logits)
         p = balance()
         pred = mu @ (mu * p).T
-        R = (target - pred)[mask]
+        R = (target - pred) * weight
         r1 = means - mu @ p
         loss = ((R**2).sum() + (r1**2).sum()) / scale
         if use_third:

@@ -24,13 +24,38 @@ from metal.label_model.base import (
 )
 from metal.label_model.coding import SourceCoding
 from metal.label_model.dependencies import refine_by_components
+from metal.label_model.em import one_hot_votes, unique_rows
 from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
+from metal.label_model.likelihood import (
+    CANDIDATES,
+    MODES,
+    ModeChoice,
+    Tables,
+    VoteData,
+    MAX_DEGENERATE_VOTES,
+    choose_mode,
+    degenerate_share,
+    em_tables,
+    keep_class_names,
+    multi_valued_share,
+    run_em,
+)
 from metal.label_model.statistics import SourceStatistics, third_moments
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_label_matrix
 
 # third moments (d^3 entries) are gathered only up to this many emitted indicators
 MAX_THIRD_MOMENT_INDICATORS = 200
+# above this many indicators (sources x classes) the moment stage (dense d x d matrices, an
+# L-BFGS fit whose cost grows like d^2 per step) is skipped when EM can take over: EM then
+# starts from the majority vote
+MAX_MOMENT_INDICATORS = 500
+# the default ridge of the moment fit is worth this many rows: l2 = L2_PRIOR_ROWS / n_rows, so
+# it vanishes as the data grows and the estimate stays consistent
+L2_PRIOR_ROWS = 1000.0
+# L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
+START_MAX_ITER = 50
+EVIDENCE = ("votes", "votes_and_abstains", "votes_given_voted")
 
 
 class MetalWarning(UserWarning):
@@ -47,6 +72,9 @@ class FitInfo:
     n_indicators: int
     permutation: list[int]
     class_balance_source: str  # "given", "Y_dev", "uniform" or "estimated"
+    mode: str = "moments"  # the model that was kept: "moments", "em_votes" or "em_abstain"
+    mode_choice: ModeChoice | None = None  # what the label-free rule compared (mode="auto")
+    em_iter: int = 0
 
 
 class LabelModel(BaseLabelModel):
@@ -54,25 +82,45 @@ class LabelModel(BaseLabelModel):
 
     The model: given the true class ``Y``, sources (or groups of dependent sources) vote
     independently, source ``i`` emitting value ``v`` (a class, or abstain) with probability
-    ``P(lambda_i = v | Y = y)``. These probabilities and the class balance are estimated from
-    the second moments of the votes alone (MeTaL, Ratner et al. AAAI 2019), after one chunked
-    pass over the label matrix; the posterior ``P(Y | lambda)`` is computed in log space.
+    ``P(lambda_i = v | Y = y)``. Fitting has two stages, after one chunked pass over ``L``:
+
+    1. *moments*: the probabilities are estimated from the second moments of the votes
+       (MeTaL, Ratner et al. AAAI 2019), which needs no labels and no starting point;
+    2. *likelihood*: started from the moment fit's posterior, EM maximises the likelihood of the
+       votes over full per-source tables, either of the votes alone (Dawid-Skene) or of votes
+       and abstentions (:mod:`metal.label_model.likelihood`).
+
+    With ``mode="auto"`` a label-free rule decides per fit which one to keep: the EM
+    refinements are scored on 20% of the rows held out from their fit, a refinement that
+    treats more than 10% of the votes as no better than random counts as degenerate, and the
+    best non-degenerate refinement is kept if its held-out log-likelihood beats the moment
+    fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). With more than
+    ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM starts
+    from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
 
     Parameters
     ----------
     cardinality
         Number of classes ``k``; votes are ``0..k-1``, ``-1`` abstains.
+    mode
+        ``"auto"`` (the rule above), ``"moments"`` (moment fit only) or ``"em"`` (always
+        refine; the EM variant is picked by the same held-out rule, or by ``model_abstains``).
+        With ``dependencies``, ``"auto"`` keeps the moment fit (EM does not model cliques) and
+        ``"em"`` is refused.
     method
-        ``"moments"``: masked least squares on the observed moments. ``"inverse"``: the paper's
-        Algorithm 1 (complete the inverse second-moment matrix, then factor it).
+        Moment stage: ``"moments"``, masked least squares on the observed moments;
+        ``"inverse"``, the paper's Algorithm 1 (complete the inverse second-moment matrix, then
+        factor it).
     parameterization
-        ``"full"``: a free ``P(lambda_i = v | y)`` for every value and class. ``"tied"``: two
-        per emitted value, ``P(v | y = v)`` and one shared ``P(v | y != v)`` (the paper's
-        simplified class-conditional model), far better conditioned for sparse unipolar sources.
+        Moment stage: ``"full"``, a free ``P(lambda_i = v | y)`` for every value and class;
+        ``"tied"``, two per emitted value, ``P(v | y = v)`` and one shared ``P(v | y != v)``
+        (the paper's simplified class-conditional model), far better conditioned for sparse
+        unipolar sources. EM always refines full tables.
     model_abstains
-        If True, an abstention is evidence: the posterior includes ``P(abstain | y)``, so a
-        unipolar source's silence counts. If False, abstentions are ignored and each vote
-        enters as ``P(lambda_i = v | y)`` (Snorkel's posterior).
+        What counts as evidence. ``None`` (default): decided per fit, the moment fit predicts
+        from votes only, ``"em_votes"`` from votes given that the source voted, ``"em_abstain"``
+        from votes and abstentions. ``True``: abstentions are evidence (a unipolar source's
+        silence counts; EM models them). ``False``: only votes are (EM is Dawid-Skene's).
     dependencies
         Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
         source indices, or names from ``source_names``). The graph is triangulated; each
@@ -84,14 +132,22 @@ class LabelModel(BaseLabelModel):
     prob_floor
         Lower bound on every estimated probability used in prediction, so that one source
         cannot veto a class outright.
-    max_iter, tol, l2
-        Optimiser budget, gradient tolerance and ridge towards the initial point.
+    max_iter, tol
+        Iteration budget and tolerance of the moment optimiser (EM uses its own: at most
+        ``max_iter`` iterations, relative tolerance 1e-7).
+    l2
+        Ridge of the moment fit towards its "better than random" starting point. ``None``
+        (default): ``1000 / n_rows``, a prior worth 1000 rows (chosen on the WRENCH valid
+        splits), so it vanishes as the data grows
+        and the estimate converges to the truth on data drawn from the model. A float: that
+        fixed strength.
     chunk_rows
         Rows per block in the statistics and prediction passes (bounds memory).
     device
-        Torch device for the fit, e.g. ``"cpu"`` or ``"cuda"``.
+        Torch device for the moment fit, e.g. ``"cpu"`` or ``"cuda"``.
     seed
-        Seed of this instance (tie breaks, initialisation); no global RNG is touched.
+        Seed of this instance (tie breaks, initialisation, the held-out split); no global RNG
+        is touched.
     progress
         Show a progress bar over the statistics pass.
     check_identifiability
@@ -111,7 +167,11 @@ class LabelModel(BaseLabelModel):
     class_balance_ : ndarray of shape (k,)
     conditional_probs_ : ndarray of shape (m, k+1, k)
         ``[i, v, y] = P(lambda_i = v | Y = y)``; index ``-1`` (i.e. ``k``) is abstain.
-    statistics_ : SourceStatistics
+    evidence_ : str
+        What the posterior uses: ``"votes"`` (``P(v | y)`` of each vote), ``"votes_given_voted"``
+        (``P(v | y, voted)``) or ``"votes_and_abstains"``.
+    statistics_ : SourceStatistics or None
+        None when the moment stage was skipped.
     fit_info_ : FitInfo
 
     Examples
@@ -122,21 +182,24 @@ class LabelModel(BaseLabelModel):
     >>> model = LabelModel(cardinality=3, seed=0).fit(data.L)
     >>> model.predict_proba(data.L).shape
     (2000, 3)
+    >>> model.fit_info_.mode in ("moments", "em_votes", "em_abstain")
+    True
     """
 
     def __init__(
         self,
         cardinality: int = 2,
         *,
+        mode: str = "auto",
         method: str = "moments",
         parameterization: str = "tied",
-        model_abstains: bool = False,
+        model_abstains: bool | None = None,
         dependencies: nx.Graph | None = None,
         source_names: Sequence[Hashable] | None = None,
         prob_floor: float = 1e-3,
         max_iter: int = 500,
         tol: float = 1e-10,
-        l2: float = 0.1,
+        l2: float | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         device: str = "cpu",
         seed: int = 0,
@@ -145,6 +208,7 @@ class LabelModel(BaseLabelModel):
         balance_moments: int = 2,
     ) -> None:
         self.cardinality = cardinality
+        self.mode = mode
         self.method = method
         self.parameterization = parameterization
         self.model_abstains = model_abstains
@@ -170,7 +234,23 @@ class LabelModel(BaseLabelModel):
                               "expected 'full' or 'tied'")
         if self.balance_moments not in (2, 3):
             raise ConfigError(f"balance_moments={self.balance_moments!r}; expected 2 or 3")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode={self.mode!r} is not known; expected one of {MODES}")
+        if self.model_abstains not in (None, True, False):
+            raise ConfigError(f"model_abstains={self.model_abstains!r}; expected None (decided "
+                              "per fit), True or False")
+        if self.mode == "em" and self.dependencies is not None:
+            raise ConfigError("mode='em' does not model dependent sources (the EM tables are "
+                              "per source); use mode='moments' with dependencies")
         return k
+
+    def _candidates(self) -> tuple[str, ...]:
+        """EM refinements the fit may keep (empty: moment fit only)."""
+        if self.mode == "moments" or self.dependencies is not None:
+            return ()
+        if self.model_abstains is None:
+            return CANDIDATES
+        return ("em_abstain",) if self.model_abstains else ("em_votes",)
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -212,6 +292,22 @@ class LabelModel(BaseLabelModel):
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         p, p_source = resolve_class_balance(class_balance, Y_dev, k)
+        # the moment stage keeps a uniform balance by default; the EM stage then estimates it.
+        # Y_dev's labels enter EM as pseudo-counts of the classes (evidence added to the
+        # unlabeled rows', not a replacement for it)
+        fixed_balance = p is not None and class_balance is not None
+        self._prior_pseudo: float | np.ndarray = 1.0
+        if Y_dev is not None:
+            self._prior_pseudo = 1.0 + np.bincount(
+                np.asarray(Y_dev)[np.asarray(Y_dev) >= 0], minlength=k).astype(np.float64)
+        candidates = self._candidates()
+        data = None
+        if candidates:
+            data = _vote_data(lm, k)
+            if int((data[0].vote_counts() > 0).sum()) > MAX_MOMENT_INDICATORS:
+                # too many source values for the dense moment stage: EM from the majority vote
+                return self._refine(lm, k, data, p, p_source, fixed_balance, candidates,
+                                    moments=False)
         coding = SourceCoding.from_dependencies(lm.n_sources, k, self.dependencies,
                                                 self.source_names)
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
@@ -229,7 +325,104 @@ class LabelModel(BaseLabelModel):
             blocks = ((c.stop - c.start, *coding.encode(c))
                       for c in lm.iter_votes(int(self.chunk_rows)))
             third = third_moments(blocks, emitted)
-        return self._fit_statistics(stats, coding, p, p_source, third)
+        # when EM will refine it, the moment fit is only a starting point: a short budget
+        starts_em = data is not None and multi_valued_share(data[0]) > 0
+        self._fit_statistics(stats, coding, p, p_source, third,
+                             max_iter=min(int(self.max_iter), START_MAX_ITER) if starts_em
+                             else None)
+        if data is not None:
+            self._refine(lm, k, data, p, p_source, fixed_balance, candidates, moments=True)
+        return self
+
+    # ------------------------------------------------------------------ likelihood stage
+    def _balance_by_likelihood(self, data: VoteData, start: np.ndarray, k: int) -> None:
+        """``class_balance="estimate"`` with the moment fit kept: the balance of the
+        maximum-likelihood (abstain-modelled) EM fit, if that fit is not degenerate.
+
+        Second moments leave the balance weakly identified (a flat direction for two
+        classes), so the moment estimate can invert a skewed balance. Otherwise a warning,
+        and the uniform prior.
+        """
+        weights = data.counts.astype(np.float64)
+        res = run_em(data, start, weights, True, None, int(self.max_iter), 1e-7)
+        perm = keep_class_names(start, res, weights, k)
+        tables = em_tables(data, res, True, weights, perm)
+        share = degenerate_share(tables.votes, data.vote_counts(), data.n_sources, k)
+        if share <= MAX_DEGENERATE_VOTES:
+            self.class_balance_ = tables.class_balance
+            return
+        warnings.warn(f"class_balance='estimate': the likelihood fit of the balance treats "
+                      f"{share:.0%} of the votes as no better than random, so its balance is "
+                      "not trusted; using the uniform prior instead (pass class_balance= or "
+                      "Y_dev= if you know it)", MetalWarning, stacklevel=4)
+        self.class_balance_ = np.full(k, 1.0 / k)
+        assert self.fit_info_ is not None
+        self.fit_info_.class_balance_source = "uniform (estimate not trusted)"
+
+
+    def _refine(self, lm: LabelMatrix, k: int,
+                vote_data: tuple[VoteData, np.ndarray | sp.csr_matrix],
+                p: np.ndarray | None, p_source: str, fixed_balance: bool,
+                candidates: tuple[str, ...], moments: bool) -> LabelModel:
+        """EM refinement of the moment fit (or of the majority vote), chosen by the rule."""
+        data, unique = vote_data
+        n_rows = lm.n_rows
+        if moments:
+            balance = self.class_balance_
+            if p is None:  # start from the moment tables with a uniform, not a drifted, prior
+                self.class_balance_ = np.full(k, 1.0 / k)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MetalWarning)  # unseen values: same rows as fit
+                start = self.predict_proba(unique)
+            self.class_balance_ = balance
+            moment_tables = Tables(votes=self.indicator_probs_[: lm.n_sources * k],
+                                   abstain=self.abstain_probs_[: lm.n_sources],
+                                   class_balance=self.class_balance_)
+        else:
+            share = np.asarray(data.A @ np.tile(np.eye(k), (lm.n_sources, 1)))
+            total = share.sum(axis=1, keepdims=True)
+            start = np.where(total > 0, share / np.maximum(total, 1.0), 1.0 / k)
+            moment_tables = None
+        # a class balance the user gave (or Y_dev, or "uniform") stays fixed; by default the
+        # EM stage estimates it (the moment stage keeps it uniform)
+        fixed = np.log(p) if fixed_balance and p is not None else None
+        max_iter = int(self.max_iter)
+        em_tol = 1e-7
+        choice = None
+        if len(candidates) > 1 or moments and self.mode == "auto":
+            choice = choose_mode(data, start, moment_tables, candidates, fixed,
+                                 float(self.prob_floor), int(self.seed), max_iter, em_tol,
+                                 self._prior_pseudo)
+            chosen = choice.chosen
+        else:
+            chosen = candidates[0]
+        if chosen == "moments":
+            assert self.fit_info_ is not None
+            self.fit_info_.mode_choice = choice
+            if p is None and moment_tables is not None:
+                self._balance_by_likelihood(data, start, k)
+            return self
+        abstain = chosen == "em_abstain"
+        res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
+                     em_tol, self._prior_pseudo)
+        perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
+        tables = em_tables(data, res, abstain, data.counts.astype(np.float64), perm)
+        coding = SourceCoding(lm.n_sources, k)
+        emitted = np.flatnonzero(data.vote_counts() > 0)
+        evidence = "votes_and_abstains" if abstain else "votes_given_voted"
+        self._set_fitted(coding, tables.votes, tables.abstain, tables.class_balance, emitted,
+                         evidence)
+        if not moments:
+            self.statistics_ = None
+        previous = getattr(self, "fit_info_", None) if moments else None
+        self.fit_info_ = FitInfo(
+            loss=float(-res.objective[-1] / max(n_rows, 1)) if res.objective else float("nan"),
+            n_iter=previous.n_iter if previous is not None else 0, n_rows=n_rows,
+            n_indicators=int(emitted.size), permutation=perm.tolist(),
+            class_balance_source=(p_source if fixed is not None else
+                                  "Y_dev + estimated" if p_source == "Y_dev" else "estimated"),
+            mode=chosen, mode_choice=choice, em_iter=res.n_iter)
+        return self
 
     def _check_identifiable(self, coding: SourceCoding, stats: SourceStatistics) -> None:
         """Raise NotIdentifiableError on a non-identifiable structure; warn on data problems."""
@@ -247,11 +440,16 @@ class LabelModel(BaseLabelModel):
         """Fit from precomputed (e.g. merged, streamed or distributed) statistics.
 
         The statistics must come from :func:`label_statistics` with the same ``cardinality``;
-        statistics of parts of the data add up with ``SourceStatistics.merge``.
+        statistics of parts of the data add up with ``SourceStatistics.merge``. Only the moment
+        stage runs (the likelihood stage needs the rows), so ``mode="em"`` is refused and
+        ``mode="auto"`` keeps the moment fit.
         """
         k = self._check_params()
         if self.dependencies is not None:
             raise ConfigError("fit_statistics does not take dependencies yet; use fit(L)")
+        if self.mode == "em":
+            raise ConfigError("mode='em' needs the rows of L (EM is not a function of the "
+                              "pairwise statistics); call fit(L), or use mode='moments'")
         coding = SourceCoding(stats.n_groups, k)
         if not np.array_equal(coding.n_values, stats.n_values):
             raise ConfigError(f"statistics were gathered for {stats.n_values.tolist()} values "
@@ -261,7 +459,8 @@ class LabelModel(BaseLabelModel):
 
     def _fit_statistics(self, stats: SourceStatistics, coding: SourceCoding,
                         p: np.ndarray | None, p_source: str,
-                        third: np.ndarray | None = None) -> LabelModel:
+                        third: np.ndarray | None = None,
+                        max_iter: int | None = None) -> LabelModel:
         k = int(self.cardinality)
         emitted = stats.emitted()
         group_of_ind = np.searchsorted(coding.offsets, emitted, side="right") - 1
@@ -281,8 +480,10 @@ class LabelModel(BaseLabelModel):
                                 agreement=coding.agreement(emitted[fit_idx]),
                                 third=None if third is None else third[np.ix_(fit_idx, fit_idx,
                                                                               fit_idx)])
-        fit_kw = dict(class_balance=p, method=self.method, max_iter=int(self.max_iter),
-                      tol=float(self.tol), l2=float(self.l2),
+        l2 = L2_PRIOR_ROWS / max(stats.n_rows, 1) if self.l2 is None else float(self.l2)
+        fit_kw = dict(class_balance=p, method=self.method,
+                      max_iter=int(self.max_iter) if max_iter is None else max_iter,
+                      tol=float(self.tol), l2=l2,
                       tied=self.parameterization == "tied", device=self.device,
                       seed=int(self.seed))
         result = fit_moments(problem, k, **fit_kw)  # type: ignore[arg-type]
@@ -317,7 +518,11 @@ class LabelModel(BaseLabelModel):
         return self
 
     def _set_fitted(self, coding: SourceCoding, indicator_probs: np.ndarray,
-                    abstain: np.ndarray, class_balance: np.ndarray, emitted: np.ndarray) -> None:
+                    abstain: np.ndarray, class_balance: np.ndarray, emitted: np.ndarray,
+                    evidence: str | None = None) -> None:
+        if evidence is None:
+            evidence = "votes_and_abstains" if self.model_abstains else "votes"
+        self.evidence_ = evidence
         self.coding_ = coding
         self.n_sources_ = coding.n_sources
         self.indicator_probs_ = indicator_probs
@@ -358,9 +563,13 @@ class LabelModel(BaseLabelModel):
         mu = np.clip(self.indicator_probs_, max(floor, 1e-12), None)
         abst = np.clip(self.abstain_probs_, max(floor, 1e-12), None)
         group = np.repeat(np.arange(coding.n_groups), coding.n_values)
-        if self.model_abstains:
+        if self.evidence_ == "votes_and_abstains":
             table = np.log(mu) - np.log(abst)[group]
             base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
+        elif self.evidence_ == "votes_given_voted":
+            voted = np.clip(1.0 - self.abstain_probs_, max(floor, 1e-12), None)
+            table = np.log(mu) - np.log(voted)[group]
+            base = np.log(self.class_balance_)
         else:
             table = np.log(mu)
             base = np.log(self.class_balance_)
@@ -394,7 +603,7 @@ class LabelModel(BaseLabelModel):
         k = int(self.cardinality)
         tables = self.coding_.factor_tables(
             self.indicator_probs_, self.abstain_probs_, self.class_balance_, self.emitted_,
-            float(self.prob_floor), bool(self.model_abstains))
+            float(self.prob_floor), self.evidence_ == "votes_and_abstains")
         m_k = self.n_sources_ * k
         unseen = np.ones(m_k, dtype=bool)
         unseen[self.emitted_[self.emitted_ < m_k]] = False
@@ -417,11 +626,14 @@ class LabelModel(BaseLabelModel):
         """Save the fitted model to ``path`` (an ``.npz`` archive with a JSON header; no pickle)."""
         self._check_fitted()
         params = {
-            "cardinality": int(self.cardinality), "method": self.method,
+            "cardinality": int(self.cardinality), "mode": self.mode, "method": self.method,
             "parameterization": self.parameterization,
             "balance_moments": int(self.balance_moments),
-            "model_abstains": bool(self.model_abstains), "prob_floor": float(self.prob_floor),
-            "max_iter": int(self.max_iter), "tol": float(self.tol), "l2": float(self.l2),
+            "model_abstains": (None if self.model_abstains is None
+                               else bool(self.model_abstains)),
+            "prob_floor": float(self.prob_floor),
+            "max_iter": int(self.max_iter), "tol": float(self.tol),
+            "l2": None if self.l2 is None else float(self.l2),
             "chunk_rows": int(self.chunk_rows), "device": str(self.device),
             "seed": int(self.seed),
             "source_names": (None if self.source_names is None
@@ -429,6 +641,7 @@ class LabelModel(BaseLabelModel):
             "n_sources": int(self.coding_.n_sources),
             "cliques": [list(c) for c in self.coding_.cliques],
             "dependency_edges": [[int(u), int(v)] for u, v in self.coding_.graph.edges],
+            "evidence": self.evidence_,
         }
         save_arrays(path, "LabelModel", params, {
             "indicator_probs": self.indicator_probs_, "abstain_probs": self.abstain_probs_,
@@ -442,6 +655,7 @@ class LabelModel(BaseLabelModel):
         n_sources = params.pop("n_sources")
         cliques = params.pop("cliques")
         edges = params.pop("dependency_edges")
+        evidence = params.pop("evidence", None)  # files written before the EM stage: None
         model = cls(**params)
         graph = nx.Graph()
         graph.add_nodes_from(range(n_sources))
@@ -452,8 +666,20 @@ class LabelModel(BaseLabelModel):
             model.dependencies = graph if names is None else nx.relabel_nodes(
                 graph, {i: names[i] for i in range(n_sources)})
         model._set_fitted(coding, arrays["indicator_probs"], arrays["abstain_probs"],
-                          arrays["class_balance"], arrays["emitted"])
+                          arrays["class_balance"], arrays["emitted"], evidence)
         return model
+
+
+def _vote_data(lm: LabelMatrix, k: int) -> tuple[VoteData, np.ndarray | sp.csr_matrix]:
+    """The distinct rows of ``L`` (with their counts) as sparse one-hot votes."""
+    X = lm.data
+    if isinstance(X, sp.csr_matrix):
+        C = X.tocoo()
+        keep = C.data >= 0  # a stored -1 is an abstention
+        X = sp.csr_matrix((C.data[keep], (C.row[keep], C.col[keep])), shape=X.shape)
+    unique, _, counts = unique_rows(X)
+    A, _ = one_hot_votes(unique, k)
+    return VoteData(A=A, counts=counts, n_sources=lm.n_sources, cardinality=k), unique
 
 
 def _warn_unseen(n_unseen: int, stacklevel: int) -> None:

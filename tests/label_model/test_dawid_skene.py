@@ -78,7 +78,7 @@ def test_no_zero_probabilities_and_no_nan_with_many_votes() -> None:
 
 
 def test_errors_and_save_load(tmp_path: Path) -> None:
-    L = np.array([[0, 1, 0], [1, 1, -1]])
+    L = np.array([[0, 1, 0], [1, 0, -1]])  # crowd-like: sources 0 and 1 answer 0 and 1
     with pytest.raises(NotFittedError):
         DawidSkene().predict_proba(L)
     with pytest.raises(ConfigError, match="cardinality"):
@@ -121,3 +121,14 @@ def test_real_crowd_set_beats_majority_vote() -> None:
     ours = DawidSkene(cardinality=2).fit(data.L).score(data.L, data.Y)["accuracy"]
     mv = MajorityVoter(cardinality=2).score(data.L, data.Y)["accuracy"]
     assert ours > mv + 0.02  # 0.940 vs 0.897 when written; crowd-kit's DawidSkene: 0.940
+
+
+def test_refuses_unipolar_labeling_function_data() -> None:
+    from metal.data import make_synthetic
+
+    data = make_synthetic(n=2000, m=8, cardinality=2, unipolar_fraction=1.0, seed=0)
+    with pytest.raises(LabelMatrixError, match="single value.*LabelModel"):
+        DawidSkene(cardinality=2).fit(data.L)
+    # the same sources answering with several values are fine
+    mixed = make_synthetic(n=2000, m=8, cardinality=2, unipolar_fraction=0.0, seed=0)
+    DawidSkene(cardinality=2).fit(mixed.L)

@@ -1,0 +1,405 @@
+"""Maximum-likelihood refinement: sparse EM over a finite set of latent states.
+
+The one likelihood engine behind the single-task and the multi-task label models. Each row has
+a latent state ``y`` in ``0..Y-1`` (a class; for a task graph, a feasible label vector) and
+every source emits at most one *symbol* per row. Given the state, sources are independent:
+
+    log P(row, y) = log pi_y + sum_{symbols s observed on the row} log theta[s, y]
+
+``theta[s, y] = P(symbol s | state y)`` is normalised over the symbols of one source for each
+state. Whether "abstain" is a symbol is the caller's choice:
+
+* abstain modelled: abstain is one more symbol of each source (its silence is evidence);
+* votes only: there is no abstain column, so a row where a source is silent simply lacks that
+  source's factor, and ``theta`` is ``P(symbol | y, voted)``;
+* implicit abstain (``implicit_abstain=True``): abstain is modelled, but ``A`` stores votes only
+  and every source gets one more, unstored, symbol that it emits on the rows where it stores
+  nothing. The result is the same as with explicit abstain columns, at the cost of the votes
+  alone (an explicit column would store ``rows x sources`` entries).
+
+Rows are given as a sparse one-hot matrix ``A`` (rows x symbols, one stored 1 per observed
+symbol), so an E-step is one sparse product ``A @ log theta`` and an M-step one sparse product
+``A.T @ posterior``: the cost is linear in the number of stored votes, never in ``rows x
+symbols``. Duplicate rows can be collapsed first (:func:`unique_rows`) and passed with
+``row_weights``; weak-supervision matrices repeat rows a lot, so that is usually much faster.
+
+The M-step is a MAP step under Dirichlet priors expressed as *pseudo-counts* added to the
+expected counts. Fixed pseudo-counts are a constant amount of evidence, so their pull vanishes
+as the counts grow and the estimate stays consistent; :attr:`EMResult.objective` (log
+likelihood plus log prior) never decreases from one iteration to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import logsumexp
+
+from metal.errors import ConfigError
+
+__all__ = [
+    "EMResult",
+    "em_log_posterior",
+    "fit_em",
+    "one_hot_votes",
+    "unique_rows",
+]
+
+
+@dataclass
+class EMResult:
+    """What :func:`fit_em` found.
+
+    Attributes
+    ----------
+    log_tables
+        ``(S, Y)`` ``log P(symbol | state)``, normalised over each source's symbols.
+    log_prior
+        ``(Y,)`` log class (state) balance.
+    posterior
+        ``(n_rows, Y)`` posterior over states of the rows that were fitted, at ``log_tables``.
+    objective
+        Log likelihood plus log prior (the pseudo-count terms) after each iteration; never
+        decreases.
+    n_iter
+        Number of EM iterations run.
+    converged
+        Whether the relative change of the objective fell below ``tol``.
+    log_abstain
+        ``(n_sources, Y)`` ``log P(abstain | state)`` with ``implicit_abstain=True``, else None.
+    """
+
+    log_tables: np.ndarray
+    log_prior: np.ndarray
+    posterior: np.ndarray
+    objective: list[float] = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    log_abstain: np.ndarray | None = None
+
+    @property
+    def log_likelihood(self) -> list[float]:
+        """Alias kept for readability at call sites that think in likelihoods."""
+        return self.objective
+
+
+def _check_inputs(A: sp.spmatrix, symbol_source: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray,
+                                                                       int]:
+    if not sp.issparse(A):
+        raise ConfigError("A must be a scipy.sparse one-hot matrix of observed symbols "
+                          f"(rows x symbols), got {type(A).__name__}; build it with "
+                          "metal.label_model.em.one_hot_votes")
+    A = sp.csr_matrix(A, dtype=np.float64)
+    symbol_source = np.asarray(symbol_source)
+    if symbol_source.ndim != 1 or symbol_source.shape[0] != A.shape[1]:
+        raise ConfigError(f"symbol_source must have one entry per column of A ({A.shape[1]}), "
+                          f"got shape {symbol_source.shape}")
+    if symbol_source.size and (symbol_source.min() < 0
+                               or not np.issubdtype(symbol_source.dtype, np.integer)):
+        raise ConfigError("symbol_source must hold non-negative integer source indices")
+    n_sources = int(symbol_source.max()) + 1 if symbol_source.size else 0
+    return A, symbol_source.astype(np.int64), n_sources
+
+
+def _source_sum(symbol_source: np.ndarray, n_sources: int) -> sp.csr_matrix:
+    """``(n_sources, S)`` 0/1 matrix that sums the rows of an ``(S, Y)`` table per source."""
+    S = symbol_source.shape[0]
+    return sp.csr_matrix((np.ones(S), (symbol_source, np.arange(S))), shape=(n_sources, S))
+
+
+def em_log_posterior(
+    A: sp.spmatrix,
+    symbol_source: np.ndarray,
+    log_tables: np.ndarray,
+    log_prior: np.ndarray,
+    log_abstain: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log posterior over states of every row, and each row's log marginal likelihood.
+
+    ``log_abstain`` (``(n_sources, Y)``, from ``implicit_abstain=True``) adds the factor of
+    every source that stores no symbol on a row.
+
+    Returns
+    -------
+    log_posterior
+        ``(n_rows, Y)``, each row normalised.
+    log_marginal
+        ``(n_rows,)`` ``log P(row)``.
+    """
+    A, symbol_source, _ = _check_inputs(A, symbol_source)
+    if log_abstain is None:
+        scores = np.asarray(A @ log_tables) + log_prior[None, :]
+    else:
+        scores = (np.asarray(A @ (log_tables - log_abstain[symbol_source]))
+                  + (log_prior + log_abstain.sum(axis=0))[None, :])
+    log_marginal = logsumexp(scores, axis=1)
+    return scores - log_marginal[:, None], log_marginal
+
+
+def _m_step(
+    A: sp.csr_matrix,
+    weighted_post: np.ndarray,
+    source_sum: sp.csr_matrix,
+    symbol_source: np.ndarray,
+    pseudo_count: np.ndarray,
+    abstain_pseudo: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table)."""
+    vote_counts = np.asarray(A.T @ weighted_post)
+    counts = vote_counts + pseudo_count
+    log_abstain = None
+    per_source = np.asarray(source_sum @ counts)
+    if abstain_pseudo is not None:
+        # a source abstains on every unit of row mass it does not vote on
+        voted = np.asarray(source_sum @ vote_counts)
+        abstained = np.maximum(weighted_post.sum(axis=0)[None, :] - voted, 0.0) + abstain_pseudo
+        per_source = per_source + abstained
+        with np.errstate(divide="ignore"):
+            log_abstain = np.log(abstained) - np.log(np.maximum(per_source, 1e-300))
+    totals = per_source[symbol_source]
+    with np.errstate(divide="ignore"):
+        # a source/state with no mass at all (zero pseudo-count, never seen) stays uniform
+        uniform = totals <= 0
+        tables = np.where(uniform, 1.0, counts) / np.where(uniform, 1.0, totals)
+    if uniform.any():
+        n_sym = np.bincount(symbol_source, minlength=source_sum.shape[0])[symbol_source]
+        tables = np.where(uniform, 1.0 / n_sym[:, None], tables)
+    with np.errstate(divide="ignore"):
+        return np.log(tables), log_abstain
+
+
+def _log_prior_term(pseudo: np.ndarray, log_values: np.ndarray) -> float:
+    # Dirichlet(pseudo + 1) log density up to a constant; 0 * log 0 counts as 0
+    mask = pseudo > 0
+    return float(np.sum(pseudo[mask] * log_values[mask])) if mask.any() else 0.0
+
+
+def fit_em(
+    A: sp.spmatrix,
+    symbol_source: np.ndarray,
+    init_posterior: np.ndarray | None = None,
+    *,
+    init_log_tables: np.ndarray | None = None,
+    init_log_prior: np.ndarray | None = None,
+    row_weights: np.ndarray | None = None,
+    pseudo_count: float | np.ndarray = 1.0,
+    prior_pseudo_count: float | np.ndarray = 1.0,
+    fit_prior: bool = True,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    implicit_abstain: bool = False,
+    abstain_pseudo_count: float = 1.0,
+    n_sources: int | None = None,
+) -> EMResult:
+    """Refine a label model by EM (MAP under pseudo-count priors).
+
+    Parameters
+    ----------
+    A
+        ``(n_rows, S)`` sparse one-hot matrix of observed symbols, at most one per source per
+        row (see :func:`one_hot_votes`).
+    symbol_source
+        ``(S,)`` the source each symbol column belongs to.
+    init_posterior
+        ``(n_rows, Y)`` starting posterior (majority vote, or the moment fit's posterior); EM
+        starts with an M-step from it. Give either this or ``init_log_tables`` and
+        ``init_log_prior`` (EM then starts with an E-step).
+    row_weights
+        ``(n_rows,)`` non-negative weights, e.g. the counts of deduplicated rows.
+    pseudo_count
+        Dirichlet pseudo-counts added to every ``(symbol, state)`` expected count: a scalar or an
+        ``(S, Y)`` array (e.g. larger on the diagonal to encode "better than random").
+    prior_pseudo_count
+        Pseudo-counts added to the expected state counts (scalar or ``(Y,)``).
+    fit_prior
+        If False, the state prior stays at ``init_log_prior`` (required then), e.g. a class
+        balance the user gave.
+    max_iter, tol
+        Stop after ``max_iter`` iterations or when the objective's relative change is below
+        ``tol``.
+    implicit_abstain
+        Model abstain as one more symbol of every source without storing it in ``A`` (see the
+        module docstring); the result's ``log_abstain`` holds its table.
+    abstain_pseudo_count
+        Pseudo-count of the implicit abstain symbol (scalar).
+    n_sources
+        Number of sources, when trailing sources have no symbol column (default: from
+        ``symbol_source``). Only matters with ``implicit_abstain``.
+    """
+    A, symbol_source, found_sources = _check_inputs(A, symbol_source)
+    n_sources = found_sources if n_sources is None else int(n_sources)
+    if n_sources < found_sources:
+        raise ConfigError(f"n_sources={n_sources} but symbol_source names {found_sources}")
+    n_rows = A.shape[0]
+    if init_posterior is not None:
+        post = np.asarray(init_posterior, dtype=np.float64)
+        if post.ndim != 2 or post.shape[0] != n_rows:
+            raise ConfigError(f"init_posterior must have shape (n_rows={n_rows}, n_states), "
+                              f"got {post.shape}")
+        Y = post.shape[1]
+    elif init_log_tables is not None and init_log_prior is not None:
+        Y = int(np.asarray(init_log_prior).shape[0])
+        post = None
+    else:
+        raise ConfigError("give init_posterior, or both init_log_tables and init_log_prior")
+    if not fit_prior and init_log_prior is None:
+        raise ConfigError("fit_prior=False needs init_log_prior (the fixed state prior)")
+    if max_iter < 1 or not np.isfinite(tol) or tol < 0:
+        raise ConfigError(f"need max_iter >= 1 and a finite tol >= 0, got {max_iter}, {tol}")
+    w = np.ones(n_rows) if row_weights is None else np.asarray(row_weights, dtype=np.float64)
+    if w.shape != (n_rows,) or not np.isfinite(w).all() or (w < 0).any():
+        raise ConfigError(f"row_weights must be {n_rows} finite non-negative numbers")
+    pc = np.broadcast_to(np.asarray(pseudo_count, dtype=np.float64), (A.shape[1], Y))
+    ppc = np.broadcast_to(np.asarray(prior_pseudo_count, dtype=np.float64), (Y,))
+    if not (np.isfinite(pc).all() and np.isfinite(ppc).all()) or (pc < 0).any() or (ppc < 0).any():
+        raise ConfigError("pseudo-counts must be finite and >= 0")
+
+    if not np.isfinite(abstain_pseudo_count) or abstain_pseudo_count < 0:
+        raise ConfigError("abstain_pseudo_count must be finite and >= 0")
+    abst_pc = np.full((n_sources, Y), float(abstain_pseudo_count)) if implicit_abstain else None
+    source_sum = _source_sum(symbol_source, n_sources)
+    fixed_prior = None if init_log_prior is None else np.asarray(init_log_prior, np.float64)
+
+    def prior_step(weighted_post: np.ndarray) -> np.ndarray:
+        if not fit_prior:
+            assert fixed_prior is not None
+            return fixed_prior
+        mass = weighted_post.sum(axis=0) + ppc
+        with np.errstate(divide="ignore"):
+            return np.log(mass / mass.sum())
+
+    log_abstain: np.ndarray | None
+    if post is not None:
+        wp = post * w[:, None]
+        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc)
+        log_prior = prior_step(wp)
+    else:
+        log_tables = np.asarray(init_log_tables, dtype=np.float64)
+        assert fixed_prior is not None
+        log_prior = fixed_prior
+        if log_tables.shape != (A.shape[1], Y):
+            raise ConfigError(f"init_log_tables must have shape {(A.shape[1], Y)}, "
+                              f"got {log_tables.shape}")
+        if implicit_abstain:
+            raise ConfigError("implicit_abstain needs init_posterior (the abstain table is "
+                              "estimated in the first M-step)")
+        log_abstain = None
+
+    result = EMResult(log_tables=log_tables, log_prior=log_prior,
+                      posterior=np.empty((n_rows, Y)))
+    previous = -np.inf
+    for it in range(1, max_iter + 1):
+        log_post, log_marginal = em_log_posterior(A, symbol_source, log_tables, log_prior,
+                                                  log_abstain)
+        objective = float(w @ log_marginal) + _log_prior_term(pc, log_tables)
+        if abst_pc is not None and log_abstain is not None:
+            objective += _log_prior_term(abst_pc, log_abstain)
+        if fit_prior:
+            objective += _log_prior_term(ppc, log_prior)
+        result.objective.append(objective)
+        post = np.exp(log_post)
+        result.n_iter = it
+        if np.isfinite(previous) and abs(objective - previous) <= tol * max(1.0, abs(objective)):
+            result.converged = True
+            break
+        previous = objective
+        wp = post * w[:, None]
+        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc)
+        log_prior = prior_step(wp)
+    else:
+        # the loop ended on an M-step: report the posterior at the final parameters
+        log_post, _ = em_log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
+        post = np.exp(log_post)
+    result.log_tables, result.log_prior, result.posterior = log_tables, log_prior, post
+    result.log_abstain = log_abstain
+    return result
+
+
+def one_hot_votes(
+    L: np.ndarray | sp.spmatrix,
+    cardinality: int,
+    *,
+    abstain_symbol: bool = False,
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The sparse one-hot symbol matrix of a label matrix (no dense one-hot is built).
+
+    Source ``j``'s symbol ``v`` (a class) is column ``j * W + v`` with ``W = cardinality`` (or
+    ``cardinality + 1`` with ``abstain_symbol=True``, abstain being column ``j * W + k``).
+    ``L`` is dense with ``-1`` = abstain, or scipy.sparse storing votes only.
+
+    Returns
+    -------
+    A
+        ``(n, m * W)`` CSR matrix, one stored 1 per symbol.
+    symbol_source
+        ``(m * W,)`` the source of each column.
+    """
+    k = int(cardinality)
+    n, m = L.shape
+    W = k + 1 if abstain_symbol else k
+    if sp.issparse(L):
+        C = sp.coo_matrix(L)
+        rows, cols, vals = C.row.astype(np.int64), C.col.astype(np.int64), C.data.astype(np.int64)
+        if abstain_symbol:
+            voted = np.zeros((n, m), dtype=bool)
+            voted[rows, cols] = True
+            ar, ac = np.nonzero(~voted)
+            rows = np.concatenate([rows, ar])
+            cols = np.concatenate([cols, ac])
+            vals = np.concatenate([vals, np.full(ar.shape[0], k)])
+    else:
+        L = np.asarray(L)
+        if abstain_symbol:
+            rows, cols = np.indices((n, m)).reshape(2, -1)
+            vals = np.where(L.reshape(-1) < 0, k, L.reshape(-1)).astype(np.int64)
+        else:
+            rows, cols = np.nonzero(L >= 0)
+            vals = L[rows, cols].astype(np.int64)
+    if vals.size and (vals.min() < 0 or vals.max() >= W):
+        raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
+    A = sp.csr_matrix((np.ones(rows.shape[0]), (rows, cols * W + vals)), shape=(n, m * W))
+    return A, np.repeat(np.arange(m), W)
+
+
+def unique_rows(
+    L: np.ndarray | sp.spmatrix,
+) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Collapse duplicate rows of a label matrix.
+
+    Returns ``(unique, inverse, counts)`` with ``L[i] == unique[inverse[i]]``. Dense input is
+    compared exactly. Sparse input is grouped by two independent 64-bit hashes of each row's
+    stored ``(column, value)`` pairs (a collision needs two rows to agree on 128 random bits),
+    so no dense copy is made.
+    """
+    if not sp.issparse(L):
+        L = np.ascontiguousarray(L)
+        if L.shape[0] == 0:
+            return L, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        view = L.view(np.dtype((np.void, L.dtype.itemsize * L.shape[1])))[:, 0]
+        _, first, inverse, counts = np.unique(view, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        return L[first], inverse.reshape(-1).astype(np.int64), counts.astype(np.int64)
+    C = sp.csr_matrix(L)
+    C.sum_duplicates()
+    n = C.shape[0]
+    rng = np.random.default_rng(0x5EED)
+    key = C.indices.astype(np.uint64) * np.uint64(1_000_003) + C.data.astype(np.int64).astype(
+        np.uint64)
+    # per-entry pseudo-random 64-bit values (splitmix-style mixing of the key), summed per row
+    # with wrap-around: order-independent and exact integer arithmetic
+    hashes = np.zeros((n, 2), dtype=np.uint64)
+    for h, salt in enumerate(rng.integers(1, 2**63, size=2, dtype=np.uint64)):
+        z = key + salt
+        with np.errstate(over="ignore"):
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+        if z.size:
+            starts = C.indptr[:-1]
+            filled = np.diff(C.indptr) > 0
+            hashes[filled, h] = np.add.reduceat(z, starts[filled])
+    _, first, inverse, counts = np.unique(hashes, axis=0, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    return C[first], inverse.reshape(-1).astype(np.int64), counts.astype(np.int64)

@@ -1,0 +1,259 @@
+"""Maximum-likelihood refinement of a single-task label model, and the rule that picks its mode.
+
+The moment fit (:mod:`metal.label_model.estimation`) is fast, and the start of an EM refinement
+(:func:`metal.label_model.em.fit_em`) over full per-source tables ``P(vote | y)``. Two likelihoods
+are refined, both started from the moment fit's posterior (so its class naming is kept):
+
+``"em_votes"``
+    Abstentions are not modelled: tables are ``P(vote | y, the source voted)`` (Dawid-Skene).
+    This is informative only for sources that emit several values: a unipolar source has a
+    single value, so its table is 1 under every class and it carries no evidence.
+``"em_abstain"``
+    Abstain is one more symbol of each source (stored implicitly, see ``implicit_abstain``), so
+    a unipolar source's silence is evidence.
+
+The rule (``LabelModel(mode="auto")``, label-free, one per fit)
+---------------------------------------------------------------
+1. Split the rows of ``L`` at random (seeded) into 80% fit and 20% held-out rows (done on the
+   deduplicated rows, by drawing each distinct row's count binomially).
+2. Fit each EM candidate on the fit rows. The moment model is the one fitted on all rows, which
+   makes the comparison conservative: its held-out score is, if anything, optimistic.
+3. A candidate is *degenerate* if more than 10% of the votes come from (source, value) pairs it
+   does not treat as better than random, i.e. where ``P(v | y = v) <= P(v | y = c)`` for some
+   other class ``c``. The moment fit satisfies "better than random" by construction; EM on
+   sparse, unipolar labeling functions often leaves it (the latent states then track which
+   sources fire, not the class), and this check is what catches that.
+4. Every model is scored by the held-out log-likelihood of *the values the sources voted,
+   given which sources voted*: ``log P(lambda) - log P(which sources voted)``. The class is
+   what decides which value a source votes; which sources fire (coverage) is a different
+   signal, and a model that explains it better can still name the classes worse (on sparse
+   labeling functions the full likelihood always prefers modelling abstentions, and EM then
+   collapses, see the benchmark). A unipolar source's value is certain once it votes, so data
+   made of unipolar sources scores 0 under every model and keeps the moment fit. The
+   non-degenerate candidate with the highest score wins if it beats the moment model by more
+   than ``TIE_MARGIN`` nats per row; otherwise the moment fit is kept.
+5. The winner is refitted on all rows.
+
+Pseudo-counts (1 per table entry and per class) are a fixed amount of evidence, so the
+estimate converges to the maximum-likelihood one as the counts grow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+
+from metal.label_model.em import EMResult, em_log_posterior, fit_em
+
+MODES = ("auto", "moments", "em")
+CANDIDATES = ("em_votes", "em_abstain")
+HELD_OUT_FRACTION = 0.2
+MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
+TIE_MARGIN = 1e-6  # nats per held-out row
+
+
+@dataclass
+class VoteData:
+    """Deduplicated rows of a label matrix as sparse one-hot votes (symbol ``i * k + v``)."""
+
+    A: sp.csr_matrix  # (n_unique, m * k)
+    counts: np.ndarray  # (n_unique,) how often each distinct row occurs
+    n_sources: int
+    cardinality: int
+
+    @property
+    def symbol_source(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_sources), self.cardinality)
+
+    def vote_counts(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """``(m * k,)`` number of votes per (source, value)."""
+        w = self.counts if weights is None else weights
+        return np.asarray(self.A.T @ w).ravel()
+
+    def emitted(self) -> np.ndarray:
+        """``(m * k,)`` whether each (source, value) occurs in ``L``."""
+        return self.vote_counts() > 0
+
+    def coverage(self, weights: np.ndarray) -> np.ndarray:
+        """``(m,)`` fraction of the (weighted) rows on which each source votes."""
+        voted = self.vote_counts(weights).reshape(self.n_sources, self.cardinality).sum(axis=1)
+        return voted / max(float(weights.sum()), 1e-300)
+
+
+@dataclass
+class Tables:
+    """A fitted single-task model in table form (what prediction needs)."""
+
+    votes: np.ndarray  # (m * k, k) P(v | y) (not conditioned on voting)
+    abstain: np.ndarray  # (m, k) P(abstain | y)
+    class_balance: np.ndarray  # (k,)
+
+
+@dataclass
+class ModeChoice:
+    """What the rule compared and chose (``LabelModel.fit_info_.mode_choice``)."""
+
+    chosen: str
+    held_out_log_likelihood: dict[str, float] = field(default_factory=dict)
+    degenerate_share: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+def _split_weights(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    fit = rng.binomial(counts, 1.0 - HELD_OUT_FRACTION).astype(np.float64)
+    return fit, counts - fit
+
+
+def run_em(data: VoteData, start: np.ndarray, weights: np.ndarray, abstain: bool,
+           log_prior: np.ndarray | None, max_iter: int, tol: float,
+           prior_pseudo: float | np.ndarray = 1.0) -> EMResult:
+    """One EM refinement from the posterior ``start`` of the distinct rows.
+
+    Pseudo-counts go to the values each source emits in ``L`` only: a value a source never
+    emits keeps probability 0 (so a unipolar source's vote is certain once it votes).
+    ``prior_pseudo`` are the class pseudo-counts (1 each, plus the counts of ``Y_dev``).
+    """
+    fixed = log_prior is not None
+    pseudo = np.repeat(data.emitted()[:, None].astype(np.float64), data.cardinality, axis=1)
+    return fit_em(data.A, data.symbol_source, start, row_weights=weights, pseudo_count=pseudo,
+                  prior_pseudo_count=prior_pseudo, fit_prior=not fixed, init_log_prior=log_prior,
+                  max_iter=max_iter, tol=tol, implicit_abstain=abstain,
+                  abstain_pseudo_count=1.0, n_sources=data.n_sources)
+
+
+def keep_class_names(start: np.ndarray, result: EMResult, weights: np.ndarray,
+                     k: int) -> np.ndarray:
+    """Permutation ``perm`` so that EM state ``perm[j]`` is called class ``j``.
+
+    EM started from ``start`` rarely relabels, but nothing forbids it: match its states to the
+    start's classes by the largest joint posterior mass (linear assignment).
+    """
+    overlap = (start * weights[:, None]).T @ result.posterior  # [start class, EM state]
+    rows, cols = linear_sum_assignment(-overlap)
+    perm = np.empty(k, dtype=np.int64)
+    perm[rows] = cols
+    return perm
+
+
+def em_tables(data: VoteData, result: EMResult, abstain: bool, weights: np.ndarray,
+              perm: np.ndarray) -> Tables:
+    """Tables ``P(v | y)`` of an EM result, classes renamed by ``perm``."""
+    m, k = data.n_sources, data.cardinality
+    tables = np.exp(result.log_tables)[:, perm]
+    if abstain:
+        assert result.log_abstain is not None
+        p_abstain = np.exp(result.log_abstain)[:, perm]
+    else:
+        # P(voted | y) from the posterior's soft counts: the model leaves coverage free
+        post = result.posterior[:, perm] * weights[:, None]
+        voted = np.asarray(data.A.T @ post).reshape(m, k, k).sum(axis=1)
+        mass = np.maximum(post.sum(axis=0), 1e-300)
+        p_voted = np.clip(voted / mass[None, :], 0.0, 1.0)
+        tables = tables * np.repeat(p_voted, k, axis=0)
+        p_abstain = 1.0 - p_voted
+    return Tables(votes=tables, abstain=p_abstain,
+                  class_balance=np.exp(result.log_prior)[perm])
+
+
+def degenerate_share(tables: np.ndarray, vote_counts: np.ndarray, m: int, k: int) -> float:
+    """Share of the votes cast for values the model treats as no better than random."""
+    T = tables.reshape(m, k, k)  # [i, v, y]
+    diag = np.einsum("ivv->iv", T)
+    other = np.where(np.eye(k, dtype=bool)[None], -np.inf, T).max(axis=2)
+    bad = (diag <= other).ravel()
+    total = float(vote_counts.sum())
+    return float(vote_counts[bad].sum() / total) if total > 0 else 0.0
+
+
+def held_out_log_likelihood(data: VoteData, tables: Tables, weights: np.ndarray,
+                            floor: float) -> float:
+    """Mean ``log P(values voted | which sources voted)`` of the rows weighted by ``weights``.
+
+    The difference of two log marginals of the same model: of the full vote pattern, and of
+    the pattern with every vote replaced by "voted" (``P(voted | y) = sum_v P(v | y)``).
+    """
+    m, k = data.n_sources, data.cardinality
+    emitted = data.emitted()[:, None]  # values never emitted keep probability 0
+    votes = np.where(emitted, np.maximum(tables.votes, floor), 0.0).reshape(m, k, k)
+    abst = np.maximum(tables.abstain, floor)
+    total = votes.sum(axis=1) + abst  # renormalise after flooring
+    with np.errstate(divide="ignore"):
+        log_votes = np.log(votes) - np.log(total)[:, None, :]
+        log_voted = np.log(votes.sum(axis=1)) - np.log(total)
+    log_abst = np.log(abst) - np.log(total)
+    log_prior = np.log(tables.class_balance)
+    src = data.symbol_source
+    _, full = em_log_posterior(data.A, src, log_votes.reshape(m * k, k), log_prior, log_abst)
+    _, pattern = em_log_posterior(data.A, src, log_voted[src], log_prior, log_abst)
+    return float(weights @ (full - pattern) / max(float(weights.sum()), 1e-300))
+
+
+def votes_only_held_out(data: VoteData, result: EMResult, held_w: np.ndarray) -> float:
+    """Mean ``log P(values voted | which sources voted)`` of the votes-only model."""
+    _, log_marginal = em_log_posterior(data.A, data.symbol_source, result.log_tables,
+                                       result.log_prior)
+    return float(held_w @ log_marginal / max(float(held_w.sum()), 1e-300))
+
+
+def multi_valued_share(data: VoteData) -> float:
+    """Share of the votes cast by sources that emit more than one value."""
+    per_value = data.vote_counts().reshape(data.n_sources, data.cardinality)
+    multi = (per_value > 0).sum(axis=1) > 1
+    total = float(per_value.sum())
+    return float(per_value[multi].sum() / total) if total > 0 else 0.0
+
+
+def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
+                candidates: tuple[str, ...], log_prior: np.ndarray | None, floor: float,
+                seed: int, max_iter: int, tol: float,
+                prior_pseudo: float | np.ndarray = 1.0) -> ModeChoice:
+    """Apply the rule of the module docstring; ``moment_tables`` None = no moment fit."""
+    m, k = data.n_sources, data.cardinality
+    choice = ModeChoice(chosen="moments" if moment_tables is not None else candidates[0])
+    if moment_tables is not None and multi_valued_share(data) == 0.0:
+        # every source emits a single value: every model scores exactly 0 (step 4), so the
+        # moment fit is kept without running EM
+        choice.reason = "moments: every source emits a single value (nothing to compare)"
+        return choice
+    fit_w, held_w = _split_weights(data.counts, seed)
+    if moment_tables is not None:
+        choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(
+            data, moment_tables, held_w, floor)
+    counts = data.vote_counts(fit_w)
+    best, best_ll = None, -np.inf
+    for name in candidates:
+        abstain = name == "em_abstain"
+        res = run_em(data, start, fit_w, abstain, log_prior, max_iter, tol, prior_pseudo)
+        perm = keep_class_names(start, res, fit_w, k)
+        tables = em_tables(data, res, abstain, fit_w, perm)
+        if abstain:
+            ll = held_out_log_likelihood(data, tables, held_w, floor)
+        else:
+            res.log_tables, res.log_prior = res.log_tables[:, perm], res.log_prior[perm]
+            ll = votes_only_held_out(data, res, held_w)
+        share = degenerate_share(tables.votes, counts, m, k)
+        choice.held_out_log_likelihood[name] = ll
+        choice.degenerate_share[name] = share
+        if share <= MAX_DEGENERATE_VOTES and ll > best_ll:
+            best, best_ll = name, ll
+    base = choice.held_out_log_likelihood.get("moments", -np.inf)
+    # a unipolar source's value is certain once it votes, so on such sources every model
+    # scores 0: require a margin before giving up the moment fit
+    if best is not None and best_ll > base + TIE_MARGIN:
+        choice.chosen = best
+        choice.reason = (f"{best}: highest held-out log-likelihood among the non-degenerate "
+                         "candidates" + (", above the moment fit" if moment_tables is not None
+                                         else ""))
+    elif moment_tables is not None:
+        choice.chosen = "moments"
+        choice.reason = ("moments: no EM candidate was both non-degenerate and better on the "
+                         "held-out rows")
+    else:
+        choice.chosen = "em_votes"
+        choice.reason = "em_votes: no candidate passed the checks and there is no moment fit"
+    return choice
+
