@@ -66,9 +66,9 @@ def test_statistics_on_two_worker_processes_equal_in_process(same_statistics, cl
 
 
 def test_fit_and_predict_on_dask_equal_in_process(client, data):  # type: ignore[no-untyped-def]
-    ref = LabelModel(cardinality=3, seed=0).fit(data.L)
+    ref = LabelModel(cardinality=3, seed=0, mode="moments").fit(data.L)
     arr = da.from_array(data.L, chunks=(700, 7))
-    model = fit_dask(LabelModel(cardinality=3, seed=0), arr)
+    model = fit_dask(LabelModel(cardinality=3, seed=0, mode="moments"), arr)
     np.testing.assert_allclose(model.conditional_probs_, ref.conditional_probs_, atol=1e-10)
     probs = predict_proba_dask(model, arr)
     assert probs.shape == (5000, 3)

@@ -57,8 +57,9 @@ def test_stream_statistics_reads_a_generator_once(data):  # type: ignore[no-unty
 
 
 def test_fit_stream_equals_fit_in_memory(data):  # type: ignore[no-untyped-def]
-    ref = LabelModel(cardinality=3, seed=0).fit(data.L)
-    got = fit_stream(LabelModel(cardinality=3, seed=0), iter_chunks(data.L, 777))
+    ref = LabelModel(cardinality=3, seed=0, mode="moments").fit(data.L)
+    got = fit_stream(LabelModel(cardinality=3, seed=0, mode="moments"),
+                     iter_chunks(data.L, 777))
     np.testing.assert_allclose(got.conditional_probs_, ref.conditional_probs_, atol=1e-10)
     np.testing.assert_allclose(got.class_balance_, ref.class_balance_, atol=1e-12)
     probs = np.vstack(list(predict_proba_stream(got, iter_chunks(data.L, 1000))))
@@ -70,10 +71,12 @@ def test_fit_stream_equals_fit_in_memory(data):  # type: ignore[no-untyped-def]
 
 def test_fit_stream_passes_class_balance_and_y_dev(data):  # type: ignore[no-untyped-def]
     p = np.array([0.5, 0.3, 0.2])
-    got = fit_stream(LabelModel(cardinality=3), iter_chunks(data.L, 2000), class_balance=p)
+    got = fit_stream(LabelModel(cardinality=3, mode="moments"), iter_chunks(data.L, 2000),
+                     class_balance=p)
     np.testing.assert_allclose(got.class_balance_, p)
-    ref = LabelModel(cardinality=3).fit(data.L, Y_dev=data.Y[:300])
-    got = fit_stream(LabelModel(cardinality=3), iter_chunks(data.L, 2000), Y_dev=data.Y[:300])
+    ref = LabelModel(cardinality=3, mode="moments").fit(data.L, Y_dev=data.Y[:300])
+    got = fit_stream(LabelModel(cardinality=3, mode="moments"), iter_chunks(data.L, 2000),
+                     Y_dev=data.Y[:300])
     np.testing.assert_allclose(got.class_balance_, ref.class_balance_)
     with pytest.raises(ConfigError, match="not both"):
         fit_stream(LabelModel(cardinality=3), iter_chunks(data.L, 2000), class_balance=p,
@@ -81,8 +84,8 @@ def test_fit_stream_passes_class_balance_and_y_dev(data):  # type: ignore[no-unt
 
 
 def test_streaming_model_fit_partial_fit_and_refit(same_statistics, data):  # type: ignore[no-untyped-def]
-    ref = LabelModel(cardinality=3, seed=0).fit(data.L)
-    model = StreamingLabelModel(cardinality=3, seed=0)
+    ref = LabelModel(cardinality=3, seed=0, mode="moments").fit(data.L)
+    model = StreamingLabelModel(cardinality=3, seed=0, mode="moments")
     for c in iter_chunks(data.L, 2000):
         model.partial_fit(c, refit=False)
     same_statistics(model.statistics_, ref.statistics_)
@@ -91,11 +94,12 @@ def test_streaming_model_fit_partial_fit_and_refit(same_statistics, data):  # ty
     model.refit()
     np.testing.assert_allclose(model.conditional_probs_, ref.conditional_probs_, atol=1e-10)
     # fit on a matrix, then a batch more: the statistics of all rows seen
-    model = StreamingLabelModel(cardinality=3, seed=0).fit(data.L[:4000])
+    model = StreamingLabelModel(cardinality=3, seed=0, mode="moments").fit(data.L[:4000])
     model.partial_fit(data.L[4000:])
     np.testing.assert_allclose(model.conditional_probs_, ref.conditional_probs_, atol=1e-10)
     # fit on a stream through the estimator API
-    model = StreamingLabelModel(cardinality=3, seed=0).fit(iter_chunks(data.L, 1500))
+    model = StreamingLabelModel(cardinality=3, seed=0, mode="moments")
+    model.fit(iter_chunks(data.L, 1500))
     np.testing.assert_allclose(model.predict_proba(data.L), ref.predict_proba(data.L),
                                atol=1e-10)
     assert sum(p.shape[0] for p in model.predict_proba_stream(iter_chunks(data.L, 999))) == 6000
@@ -143,7 +147,8 @@ def test_stream_errors_say_what_to_do(data):  # type: ignore[no-untyped-def]
 
 
 def test_streaming_model_saves_and_loads(tmp_path: Path, data):  # type: ignore[no-untyped-def]
-    model = StreamingLabelModel(cardinality=3, seed=0).fit(iter_chunks(data.L, 2000))
+    model = StreamingLabelModel(cardinality=3, seed=0, mode="moments")
+    model.fit(iter_chunks(data.L, 2000))
     model.save(tmp_path / "m.npz")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
