@@ -25,7 +25,12 @@ import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
 
-from metal.distributed.streaming import _check_streamable, _resolve_prior, chunk_statistics
+from metal.distributed.streaming import (
+    _check_streamable,
+    _resolve_prior,
+    chunk_statistics,
+    fit_statistics_checked,
+)
 from metal.errors import ConfigError, DataFormatError, LabelMatrixError
 from metal.label_model.base import check_cardinality
 from metal.label_model.label_model import LabelModel
@@ -192,7 +197,7 @@ def fit_dask(model: LabelModel, data: Any, class_balance: Any = None, Y_dev: Any
     prior = _resolve_prior(model, class_balance, Y_dev)
     stats = dask_statistics(data, model.cardinality, split_every=split_every)
     assert isinstance(stats, SourceStatistics)
-    return model.fit_statistics(stats, class_balance=prior)
+    return fit_statistics_checked(model, stats, class_balance=prior)
 
 
 def _predict_frame(part: pd.DataFrame, model: LabelModel) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import numpy as np
 from metal.errors import ConfigError, DataFormatError, LabelMatrixError
 from metal.label_model.base import balance_from_gold, check_cardinality
 from metal.label_model.dense import dense_applicable, dense_cooccurrence, statistics_from_counts
-from metal.label_model.label_model import LabelModel, label_statistics
+from metal.label_model.label_model import MAX_MOMENT_INDICATORS, LabelModel, label_statistics
 from metal.label_model.statistics import SourceStatistics
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, check_label_matrix
 
@@ -224,6 +224,26 @@ def _check_streamable(model: LabelModel, class_balance: Any) -> None:
                           "class balance (class_balance= or Y_dev=)")
 
 
+def fit_statistics_checked(model: LabelModel, stats: SourceStatistics,
+                           class_balance: Any = None) -> LabelModel:
+    """``model.fit_statistics(stats)``, refused up front beyond the moment estimator's limit.
+
+    Streaming and Dask fits run the moment estimator only (EM needs the rows). Its
+    second-moment problem is dense in the emitted source values, so above
+    ``MAX_MOMENT_INDICATORS`` of them (where the in-memory ``fit`` switches to EM) it is
+    refused with what to do instead.
+    """
+    d = int(stats.emitted().size)
+    if d > MAX_MOMENT_INDICATORS:
+        raise ConfigError(
+            f"the statistics hold {d} emitted source values; fits from statistics (streaming, "
+            f"Dask) run the moment estimator, which takes at most {MAX_MOMENT_INDICATORS} (its "
+            f"{d} x {d} second-moment problem would be slow). Fit the rows in memory with "
+            "LabelModel().fit(L), which switches to EM above this size, or drop sources that "
+            "rarely vote")
+    return model.fit_statistics(stats, class_balance=class_balance)
+
+
 def fit_stream(model: LabelModel, chunks: Iterable[LabelInput], class_balance: Any = None,
                Y_dev: Any = None) -> LabelModel:
     """Fit ``model`` from a stream of chunks (one pass, memory bounded by one chunk).
@@ -235,7 +255,7 @@ def fit_stream(model: LabelModel, chunks: Iterable[LabelInput], class_balance: A
     _check_streamable(model, class_balance)
     prior = _resolve_prior(model, class_balance, Y_dev)
     stats = stream_statistics(chunks, model.cardinality)
-    return model.fit_statistics(stats, class_balance=prior)
+    return fit_statistics_checked(model, stats, class_balance=prior)
 
 
 def predict_proba_stream(model: LabelModel, chunks: Iterable[LabelInput]
@@ -293,7 +313,7 @@ class StreamingLabelModel(LabelModel):
             raise LabelMatrixError(f"L has {part.n_groups} sources (columns); the batches "
                                    f"before had {prev.n_groups}. Apply the same sources, in the "
                                    "same order, to every batch.")
-        self.statistics_ = part if prev is None else prev.merge(part)
+        self.statistics_ = part if prev is None else prev.merge(part)  # type: ignore[assignment]
         self._stream_prior = _resolve_prior(self, class_balance, Y_dev)
         if refit:
             self.refit()
@@ -304,7 +324,7 @@ class StreamingLabelModel(LabelModel):
         stats = getattr(self, "statistics_", None)
         if stats is None:
             raise ConfigError("no statistics yet; call partial_fit(L) or fit(...) first")
-        self.fit_statistics(stats, class_balance=getattr(self, "_stream_prior", None))
+        fit_statistics_checked(self, stats, class_balance=getattr(self, "_stream_prior", None))
         return self
 
     def predict_proba_stream(self, chunks: Iterable[LabelInput]) -> Iterator[np.ndarray]:

@@ -155,3 +155,13 @@ def test_streaming_model_saves_and_loads(tmp_path: Path, data):  # type: ignore[
         loaded = StreamingLabelModel.load(tmp_path / "m.npz")
     np.testing.assert_allclose(loaded.predict_proba(data.L[:50]),
                                model.predict_proba(data.L[:50]))
+
+
+def test_fits_from_statistics_refuse_too_many_values_up_front() -> None:
+    from metal.label_model.label_model import MAX_MOMENT_INDICATORS
+
+    m = MAX_MOMENT_INDICATORS // 2 + 1  # 2 values each: just above the limit
+    rng = np.random.default_rng(0)
+    L = np.where(rng.random((400, m)) < 0.3, rng.integers(0, 2, size=(400, m)), -1)
+    with pytest.raises(ConfigError, match="at most 500.*LabelModel\\(\\).fit\\(L\\)"):
+        fit_stream(LabelModel(cardinality=2), iter_chunks(L, 100))
