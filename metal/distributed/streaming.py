@@ -290,8 +290,12 @@ class StreamingLabelModel(LabelModel):
 
     def fit(self, L: Any, class_balance: Any = None,  # type: ignore[override]
             Y_dev: Any = None) -> StreamingLabelModel:
-        """Fit on a label matrix, or on an iterable of chunks (one pass)."""
-        if isinstance(L, np.ndarray) or hasattr(L, "tocsr") or isinstance(L, (list, tuple)):
+        """Fit on a label matrix (as ``LabelModel.fit``), or on an iterable of chunks (one pass,
+        the moment estimator); a list of 2-D arrays or sparse matrices is a list of chunks."""
+        blocks = isinstance(L, (list, tuple)) and bool(L) and all(
+            (isinstance(c, np.ndarray) and c.ndim == 2) or hasattr(c, "tocsr") for c in L)
+        if isinstance(L, np.ndarray) or hasattr(L, "tocsr") or (
+                isinstance(L, (list, tuple)) and not blocks):  # a matrix (nested lists: rows)
             super().fit(L, class_balance=class_balance, Y_dev=Y_dev)
             return self
         fit_stream(self, L, class_balance=class_balance, Y_dev=Y_dev)

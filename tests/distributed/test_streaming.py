@@ -103,6 +103,10 @@ def test_streaming_model_fit_partial_fit_and_refit(same_statistics, data):  # ty
     np.testing.assert_allclose(model.predict_proba(data.L), ref.predict_proba(data.L),
                                atol=1e-10)
     assert sum(p.shape[0] for p in model.predict_proba_stream(iter_chunks(data.L, 999))) == 6000
+    # a list of blocks is a stream too
+    listed = StreamingLabelModel(cardinality=3, seed=0, mode="moments")
+    listed.fit([data.L[:2500], data.L[2500:]])
+    np.testing.assert_allclose(listed.conditional_probs_, ref.conditional_probs_, atol=1e-10)
 
 
 def test_read_npy_chunks_round_trip_and_errors(same_statistics, tmp_path: Path, data):  # type: ignore[no-untyped-def]
