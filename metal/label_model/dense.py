@@ -74,11 +74,11 @@ def _block_rows(n_indicators: int) -> int:
 
 
 def _indicators(block: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
-    """``int8`` one-hot of a block, value-major columns ``v * m + i``."""
-    m = block.shape[1]
-    X = out[:block.shape[0]]
+    """``(k, rows, m)`` int8 one-hot of a block: ``X[v]`` marks the votes ``v`` (each slab
+    contiguous, so the comparisons run at full vector speed)."""
+    X = out[:, :block.shape[0]]
     for v in range(k):
-        np.equal(block, v, out=X[:, v * m:(v + 1) * m].view(bool))
+        np.equal(block, v, out=X[v].view(bool))
     return X
 
 
@@ -95,15 +95,18 @@ def dense_cooccurrence(L: np.ndarray, cardinality: int) -> np.ndarray:
     """
     n, m = L.shape
     k = int(cardinality)
-    D = m * k
-    rows = _block_rows(D)
-    buf = np.empty((min(rows, n), D), dtype=np.int8)
-    gram = np.zeros((D, D), dtype=np.int64)
+    rows = _block_rows(m * k)
+    buf = np.empty((k, min(rows, n), m), dtype=np.int8)
+    gram = np.zeros((m, k, m, k), dtype=np.int64)  # [i, v, j, w]
     for start in range(0, n, rows):
         X = _indicators(L[start:start + rows], k, buf)
-        gram += _matmul(X, X, transpose_a=True)
-    perm = _source_major(m, k)
-    return gram[np.ix_(perm, perm)]
+        for v in range(k):
+            for w in range(v, k):
+                g = _matmul(X[v], X[w], transpose_a=True)
+                gram[:, v, :, w] += g
+                if w != v:
+                    gram[:, w, :, v] += g.T
+    return gram.reshape(m * k, m * k)
 
 
 def statistics_from_counts(cooccurrence: np.ndarray, n_rows: int, n_sources: int,
@@ -174,13 +177,18 @@ class DenseScorer:
         n = L.shape[0]
         m, k = self.m, self.k
         rows = _block_rows(m * k)
-        buf = np.empty((min(rows, n), m * k), dtype=np.int8)
+        buf = np.empty((k, min(rows, n), m), dtype=np.int8)
         out = np.empty((k, n))  # class-major, so the normalisation runs on contiguous rows
         n_unseen = 0
+        # the weights' rows are value-major (v * m + i): one slab of m rows per value
+        slabs = [np.ascontiguousarray(self.weights[v * m:(v + 1) * m]) for v in range(k)]
         for start in range(0, n, rows):
             X = _indicators(L[start:start + rows], k, buf)
-            S = _matmul(X, self.weights).astype(np.float64)
-            stop = start + X.shape[0]
+            S = _matmul(X[0], slabs[0])
+            for v in range(1, k):
+                S += _matmul(X[v], slabs[v])
+            S = S.astype(np.float64)
+            stop = start + X.shape[1]
             out[0, start:stop] = 0.0
             out[1:, start:stop] = (S @ self.combine).T
             if self.has_unseen:
