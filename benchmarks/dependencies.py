@@ -53,7 +53,7 @@ M, N_INDEP, STRENGTH = 10, 4, 1.5
 STRENGTH_ERRORS = 0.75
 # the generator's tables are full class-conditional ones (class-dependent coverage), so both
 # models use the full parameterization, without a ridge towards the starting point
-MODEL = {"parameterization": "full", "l2": 0.0, "model_abstains": True}
+MODEL = {"parameterization": "full", "l2": 0.0, "model_abstains": True, "mode": "moments"}
 
 
 def fit_pair(data: object, n_seed: int) -> tuple[float, ...]:

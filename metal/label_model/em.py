@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import logsumexp
 
 from metal.errors import ConfigError
 
@@ -134,8 +133,16 @@ def em_log_posterior(
     else:
         scores = (np.asarray(A @ (log_tables - log_abstain[symbol_source]))
                   + (log_prior + log_abstain.sum(axis=0))[None, :])
-    log_marginal = logsumexp(scores, axis=1)
+    log_marginal = _row_logsumexp(scores)
     return scores - log_marginal[:, None], log_marginal
+
+
+def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
+    """``logsumexp`` over each row (scipy's general version is several times slower here)."""
+    top = scores.max(axis=1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(scores - top[:, None]).sum(axis=1)) + top
 
 
 def _m_step(

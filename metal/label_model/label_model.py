@@ -30,11 +30,11 @@ from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.likelihood import (
     CANDIDATES,
+    MAX_DEGENERATE_VOTES,
     MODES,
     ModeChoice,
     Tables,
     VoteData,
-    MAX_DEGENERATE_VOTES,
     choose_mode,
     degenerate_share,
     em_tables,
@@ -42,6 +42,7 @@ from metal.label_model.likelihood import (
     multi_valued_share,
     run_em,
 )
+from metal.label_model.posterior import log_posterior, log_tables
 from metal.label_model.statistics import SourceStatistics, third_moments
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_label_matrix
 
@@ -56,7 +57,6 @@ MAX_MOMENT_INDICATORS = 500
 L2_PRIOR_ROWS = 1000.0
 # L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
 START_MAX_ITER = 50
-EVIDENCE = ("votes", "votes_and_abstains", "votes_given_voted")
 
 
 class MetalWarning(UserWarning):
@@ -332,34 +332,53 @@ class LabelModel(BaseLabelModel):
                              max_iter=min(int(self.max_iter), START_MAX_ITER) if starts_em
                              else None)
         if data is not None:
+            self._kept_moments_start = None
             self._refine(lm, k, data, p, p_source, fixed_balance, candidates, moments=True)
+            start = self._kept_moments_start
+            del self._kept_moments_start
+            if start is not None:
+                self._moment_balance(data[0], start, k, stats, coding, p_source, third)
         return self
 
+    def _moment_balance(self, data: VoteData, start: np.ndarray, k: int,
+                        stats: SourceStatistics, coding: SourceCoding, p_source: str,
+                        third: np.ndarray | None) -> None:
+        """``class_balance="estimate"`` with the moment fit kept: refit its tables under the
+        likelihood's balance when that is trusted, else (with a warning) under the uniform
+        prior."""
+        choice = self.fit_info_.mode_choice
+        balance, share = self._trusted_balance(data, start, k)
+        if balance is None:
+            warnings.warn(
+                f"class_balance='estimate': the likelihood fit of the balance treats "
+                f"{share:.0%} of the votes as no better than random, so its balance is not "
+                "trusted; using the uniform prior instead (pass class_balance= or Y_dev= if "
+                "you know it)", MetalWarning, stacklevel=3)
+            self._fit_statistics(stats, coding, np.full(k, 1.0 / k),
+                                 "uniform (estimate not trusted)", third)
+            self.fit_info_.mode_choice = choice
+            return
+        self._fit_statistics(stats, coding, balance, p_source, third)
+        self.fit_info_.mode_choice = choice
+
     # ------------------------------------------------------------------ likelihood stage
-    def _balance_by_likelihood(self, data: VoteData, start: np.ndarray, k: int) -> None:
-        """``class_balance="estimate"`` with the moment fit kept: the balance of the
-        maximum-likelihood (abstain-modelled) EM fit, if that fit is not degenerate.
+    def _trusted_balance(self, data: VoteData, start: np.ndarray, k: int
+                         ) -> tuple[np.ndarray | None, float]:
+        """The class balance of the maximum-likelihood (abstain-modelled) EM fit, or None
+        when that fit is degenerate (and the share of votes it treats as no better than
+        random).
 
         Second moments leave the balance weakly identified (a flat direction for two
-        classes), so the moment estimate can invert a skewed balance. Otherwise a warning,
-        and the uniform prior.
+        classes); the likelihood identifies it when the model holds, and the degenerate
+        check refuses it where the model does not (on the real labeling-function sets).
         """
         weights = data.counts.astype(np.float64)
-        res = run_em(data, start, weights, True, None, int(self.max_iter), 1e-7)
+        res = run_em(data, start, weights, True, None, int(self.max_iter), 1e-7,
+                     self._prior_pseudo)
         perm = keep_class_names(start, res, weights, k)
         tables = em_tables(data, res, True, weights, perm)
         share = degenerate_share(tables.votes, data.vote_counts(), data.n_sources, k)
-        if share <= MAX_DEGENERATE_VOTES:
-            self.class_balance_ = tables.class_balance
-            return
-        warnings.warn(f"class_balance='estimate': the likelihood fit of the balance treats "
-                      f"{share:.0%} of the votes as no better than random, so its balance is "
-                      "not trusted; using the uniform prior instead (pass class_balance= or "
-                      "Y_dev= if you know it)", MetalWarning, stacklevel=4)
-        self.class_balance_ = np.full(k, 1.0 / k)
-        assert self.fit_info_ is not None
-        self.fit_info_.class_balance_source = "uniform (estimate not trusted)"
-
+        return (tables.class_balance if share <= MAX_DEGENERATE_VOTES else None), share
 
     def _refine(self, lm: LabelMatrix, k: int,
                 vote_data: tuple[VoteData, np.ndarray | sp.csr_matrix],
@@ -401,7 +420,11 @@ class LabelModel(BaseLabelModel):
             assert self.fit_info_ is not None
             self.fit_info_.mode_choice = choice
             if p is None and moment_tables is not None:
-                self._balance_by_likelihood(data, start, k)
+                # class_balance="estimate" and the moment fit is kept: take the likelihood's
+                # class balance if it can be trusted and refit the moment tables under it (see
+                # fit). Not by default: on youtube the trusted estimate cost 6 points, and the
+                # uniform prior is the robust choice on labeling functions
+                self._kept_moments_start = start
             return self
         abstain = chosen == "em_abstain"
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
@@ -557,27 +580,11 @@ class LabelModel(BaseLabelModel):
         return np.divide(correct, voted, out=np.full_like(correct, np.nan), where=voted > 0)
 
     def _log_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-indicator log-likelihood table, the per-class base score, and the mask of
-        indicators never seen in fit (their table rows are 0: no evidence)."""
-        floor = float(self.prob_floor)
+        """Per-indicator log table, per-class base score, unseen-indicator mask."""
         coding = self.coding_
-        mu = np.clip(self.indicator_probs_, max(floor, 1e-12), None)
-        abst = np.clip(self.abstain_probs_, max(floor, 1e-12), None)
         group = np.repeat(np.arange(coding.n_groups), coding.n_values)
-        if self.evidence_ == "votes_and_abstains":
-            table = np.log(mu) - np.log(abst)[group]
-            base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
-        elif self.evidence_ == "votes_given_voted":
-            voted = np.clip(1.0 - self.abstain_probs_, max(floor, 1e-12), None)
-            table = np.log(mu) - np.log(voted)[group]
-            base = np.log(self.class_balance_)
-        else:
-            table = np.log(mu)
-            base = np.log(self.class_balance_)
-        unseen = np.ones(coding.n_indicators, dtype=bool)
-        unseen[self.emitted_] = False
-        table[unseen] = 0.0  # a value never seen in fit carries no evidence
-        return table, base, unseen
+        return log_tables(self.indicator_probs_, self.abstain_probs_, self.class_balance_,
+                          group, self.emitted_, self.evidence_, float(self.prob_floor))
 
     def predict_log_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` log posterior ``log P(Y = y | lambda)``."""
@@ -592,15 +599,8 @@ class LabelModel(BaseLabelModel):
                 lm.data)  # type: ignore[arg-type]
             _warn_unseen(n_unseen, stacklevel=2)
             return out
-        out = np.empty((lm.n_rows, k))
-        n_unseen = 0
-        for chunk in lm.iter_votes(int(self.chunk_rows)):
-            rows, ind = self.coding_.encode(chunk)
-            n_unseen += int(unseen[ind].sum())
-            A = sp.csr_matrix((np.ones(ind.size), (rows, ind)),
-                              shape=(chunk.stop - chunk.start, self.coding_.n_indicators))
-            scores = base[None, :] + A @ table
-            out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
+        out, n_unseen = log_posterior(lm, self.coding_.encode, table, base, unseen,
+                                      int(self.chunk_rows))
         _warn_unseen(n_unseen, stacklevel=2)
         return out
 

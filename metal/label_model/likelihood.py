@@ -32,7 +32,8 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    made of unipolar sources scores 0 under every model and keeps the moment fit. The
    non-degenerate candidate with the highest score wins if it beats the moment model by more
    than ``TIE_MARGIN`` nats per row; otherwise the moment fit is kept.
-5. The winner is refitted on all rows.
+5. The winner is refitted on all rows. (With more than ``RULE_MAX_ROWS`` rows, steps 1-4 run
+   on a random thinning of the rows to that many.)
 
 Pseudo-counts (1 per table entry and per class) are a fixed amount of evidence, so the
 estimate converges to the maximum-likelihood one as the counts grow.
@@ -53,6 +54,7 @@ CANDIDATES = ("em_votes", "em_abstain")
 HELD_OUT_FRACTION = 0.2
 MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
 TIE_MARGIN = 1e-6  # nats per held-out row
+RULE_MAX_ROWS = 100_000  # the rule runs on a random thinning of the rows to at most this many
 
 
 @dataclass
@@ -219,6 +221,13 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         # moment fit is kept without running EM
         choice.reason = "moments: every source emits a single value (nothing to compare)"
         return choice
+    rng = np.random.default_rng(seed)
+    n_rows = int(data.counts.sum())
+    if n_rows > RULE_MAX_ROWS:  # a decision needs a sample, not every row
+        thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
+        keep = np.flatnonzero(thinned > 0)
+        data = VoteData(A=data.A[keep], counts=thinned[keep], n_sources=m, cardinality=k)
+        start = start[keep]
     fit_w, held_w = _split_weights(data.counts, seed)
     if moment_tables is not None:
         choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from metal.data.synthetic import make_synthetic
 from metal.errors import ConfigError
 from metal.label_model.baselines import MajorityVoter
+from metal.label_model.em import EMResult, one_hot_votes
 from metal.label_model.label_model import LabelModel, label_statistics
 from metal.label_model.likelihood import (
     MAX_DEGENERATE_VOTES,
@@ -20,7 +21,6 @@ from metal.label_model.likelihood import (
     keep_class_names,
     multi_valued_share,
 )
-from metal.label_model.em import EMResult, one_hot_votes
 from metal.matrix import to_sparse_labels
 
 pytestmark = pytest.mark.timeout(120)
