@@ -367,13 +367,13 @@ def report(results: dict[int, dict[str, Any]], stress: list[dict[str, Any]]) -> 
                 continue
             if mode == "numpy count":
                 t = r["count_s"]
-                rows.append([f"{n:,}", mode, f"count {fmt(t)}", "–", f"{mb / 1024 / t:.2f}",
+                rows.append([f"{n:,}", mode, f"count {fmt(t)}", "–", f"{mb / 1024 / t:.3f}",
                              f"{r['peak_mb']:.0f}", f"{r['peak_mb'] / mb:.2f}", "–"])
                 continue
             t = _total(r)
             extra = (f"{r['fit_after_stats_s']:.2f}" if "fit_after_stats_s" in r else "–")
             rows.append([f"{n:,}", mode, f"{fmt(r['fit_s'])} + {fmt(r['predict_s'])} = {fmt(t)}",
-                         extra, f"{mb / 1024 / t:.2f}", f"{r['peak_mb']:.0f}",
+                         extra, f"{mb / 1024 / t:.3f}", f"{r['peak_mb']:.0f}",
                          f"{r['peak_mb'] / mb:.2f}", f"{r.get('accuracy', float('nan')):.3f}"])
     table = markdown_table(["n", "mode", "fit + predict s", "fit after statistics s",
                             "GB/s of int8 L", "peak added MB", "added / int8 L",
@@ -415,7 +415,9 @@ def report(results: dict[int, dict[str, Any]], stress: list[dict[str, Any]]) -> 
             status = "refused: " + r["refused"][:160]
         else:
             ok = (not r["nan"] and _total(r) < STRESS_TIME_S and r["peak_mb"] < STRESS_MEM_MB)
-            status = "ok" if ok else "NOT within limits"
+            status = "within limits" if ok else "NOT within limits"
+            if r["accuracy"] < r["mv_accuracy"] - 0.05:
+                status += "; accuracy far below majority vote (a wrong fit)"
         srows.append([r["name"], f"{r['n']:,}", r["m"], r["k"], r["coverage"],
                       f"{r['fit_s']:.2f}" if "fit_s" in r else "–",
                       f"{r['predict_s']:.2f}" if "predict_s" in r else "–",

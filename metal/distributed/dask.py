@@ -243,7 +243,7 @@ def _read_rows(path: str, offset: int, start: int, stop: int, m: int,
     return block
 
 
-def from_npy(path: str | os.PathLike[str], chunk_rows: int = DEFAULT_CHUNK_ROWS * 16
+def from_npy(path: str | os.PathLike[str], chunk_rows: int = DEFAULT_CHUNK_ROWS * 4
              ) -> da.Array:
     """A Dask array over a 2-D ``.npy`` file whose row blocks are read by the workers.
 
