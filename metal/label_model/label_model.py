@@ -40,6 +40,7 @@ from metal.label_model.likelihood import (
     em_tables,
     keep_class_names,
     multi_valued_share,
+    one_coin_em,
     run_em,
 )
 from metal.label_model.posterior import log_posterior, log_tables
@@ -73,7 +74,7 @@ class FitInfo:
     n_indicators: int
     permutation: list[int]
     class_balance_source: str  # "given", "Y_dev", "uniform" or "estimated"
-    mode: str = "moments"  # the model that was kept: "moments", "em_votes" or "em_abstain"
+    mode: str = "moments"  # kept: "moments", "em_votes", "em_abstain" or "em_one_coin"
     mode_choice: ModeChoice | None = None  # what the label-free rule compared (mode="auto")
     em_iter: int = 0
 
@@ -183,9 +184,15 @@ class LabelModel(BaseLabelModel):
     >>> model = LabelModel(cardinality=3, seed=0).fit(data.L)
     >>> model.predict_proba(data.L).shape
     (2000, 3)
-    >>> model.fit_info_.mode in ("moments", "em_votes", "em_abstain")
+    >>> model.fit_info_.mode in ("moments", "em_votes", "em_abstain", "em_one_coin")
     True
     """
+
+    # fitted state (set by fit)
+    class_balance_: np.ndarray
+    fit_info_: FitInfo
+    statistics_: SourceStatistics | None
+    _kept_moments_start: np.ndarray | None
 
     def __init__(
         self,
@@ -425,6 +432,19 @@ class LabelModel(BaseLabelModel):
                 # fit). Not by default: on youtube the trusted estimate cost 6 points, and the
                 # uniform prior is the robust choice on labeling functions
                 self._kept_moments_start = start
+            return self
+        weights = data.counts.astype(np.float64)
+        if chosen == "em_one_coin":
+            tables, n_iter = one_coin_em(data, start, weights, max_iter, em_tol, fixed)
+            self._set_fitted(SourceCoding(lm.n_sources, k), tables.votes, tables.abstain,
+                             tables.class_balance, np.flatnonzero(data.vote_counts() > 0),
+                             "votes_given_voted")
+            self.statistics_ = None
+            self.fit_info_ = FitInfo(loss=float("nan"), n_iter=0, n_rows=n_rows,
+                                     n_indicators=int(self.emitted_.size),
+                                     permutation=list(range(k)), class_balance_source=(
+                                         p_source if fixed is not None else "estimated"),
+                                     mode=chosen, mode_choice=choice, em_iter=n_iter)
             return self
         abstain = chosen == "em_abstain"
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,

@@ -32,6 +32,10 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    made of unipolar sources scores 0 under every model and keeps the moment fit. The
    non-degenerate candidate with the highest score wins if it beats the moment model by more
    than ``TIE_MARGIN`` nats per row; otherwise the moment fit is kept.
+   Without a moment fit (more than ``MAX_MOMENT_INDICATORS`` source values), the baseline is
+   the symmetric "one-coin" model (one accuracy per source), and a full-table EM variant is
+   kept if it beats that baseline's held-out score (no degenerate check: the baseline is the
+   guard).
 5. The winner is refitted on all rows. (With more than ``RULE_MAX_ROWS`` rows, steps 1-4 run
    on a random thinning of the rows to that many.)
 
@@ -50,7 +54,7 @@ from scipy.optimize import linear_sum_assignment
 from metal.label_model.em import EMResult, em_log_posterior, fit_em
 
 MODES = ("auto", "moments", "em")
-CANDIDATES = ("em_votes", "em_abstain")
+CANDIDATES = ("em_votes", "em_abstain")  # plus "em_one_coin", the fallback without moments
 HELD_OUT_FRACTION = 0.2
 MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
 TIE_MARGIN = 1e-6  # nats per held-out row
@@ -232,6 +236,13 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
     if moment_tables is not None:
         choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(
             data, moment_tables, held_w, floor)
+        baseline = "moments"
+    else:
+        # no moment fit: the symmetric one-coin model is the baseline to beat
+        coin, _ = one_coin_em(data, start, fit_w, max_iter, tol, log_prior)
+        choice.held_out_log_likelihood["em_one_coin"] = held_out_log_likelihood(
+            data, coin, held_w, floor)
+        baseline = "em_one_coin"
     counts = data.vote_counts(fit_w)
     best, best_ll = None, -np.inf
     for name in candidates:
@@ -247,22 +258,70 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         share = degenerate_share(tables.votes, counts, m, k)
         choice.held_out_log_likelihood[name] = ll
         choice.degenerate_share[name] = share
-        if share <= MAX_DEGENERATE_VOTES and ll > best_ll:
+        # against the one-coin baseline the held-out score alone decides: that baseline has
+        # one parameter per source, and a full table that does not beat it is not kept
+        if (share <= MAX_DEGENERATE_VOTES or baseline == "em_one_coin") and ll > best_ll:
             best, best_ll = name, ll
-    base = choice.held_out_log_likelihood.get("moments", -np.inf)
+    base = choice.held_out_log_likelihood[baseline]
     # a unipolar source's value is certain once it votes, so on such sources every model
-    # scores 0: require a margin before giving up the moment fit
+    # scores 0: require a margin before giving up the baseline
     if best is not None and best_ll > base + TIE_MARGIN:
         choice.chosen = best
-        choice.reason = (f"{best}: highest held-out log-likelihood among the non-degenerate "
-                         "candidates" + (", above the moment fit" if moment_tables is not None
-                                         else ""))
-    elif moment_tables is not None:
-        choice.chosen = "moments"
-        choice.reason = ("moments: no EM candidate was both non-degenerate and better on the "
-                         "held-out rows")
+        choice.reason = (f"{best}: highest held-out log-likelihood among the candidates "
+                         f"kept by the checks, above the {baseline} baseline")
     else:
-        choice.chosen = "em_votes"
-        choice.reason = "em_votes: no candidate passed the checks and there is no moment fit"
+        choice.chosen = baseline
+        choice.reason = (f"{baseline}: no EM candidate was both kept by the checks and "
+                         "better on the held-out rows")
     return choice
 
+
+
+def one_coin_em(data: VoteData, start: np.ndarray, weights: np.ndarray, max_iter: int,
+                tol: float, log_prior: np.ndarray | None = None) -> tuple[Tables, int]:
+    """EM of the symmetric ("one-coin") model: source ``i`` votes the true class with
+    probability ``a_i`` when it votes, any other class with ``(1 - a_i) / (k - 1)``.
+
+    One parameter per source instead of ``k^2``: the fallback when every full-table EM is
+    degenerate and there is no moment fit (many classes, few votes per source and class).
+    Pseudo-counts: one correct and one wrong vote per source; one per class for the balance
+    (which stays at ``exp(log_prior)`` when that is given).
+    """
+    m, k = data.n_sources, data.cardinality
+    src = data.symbol_source
+    value = np.tile(np.arange(k), m)
+    A = data.A
+    n_votes = np.bincount(src, weights=data.vote_counts(weights), minlength=m)
+    post = start
+    acc = np.full(m, 0.7)
+    prior = np.full(k, 1.0 / k)
+    n_iter = 0
+    coo = A.tocoo()
+    vote_row, vote_src, vote_value = coo.row, src[coo.col], value[coo.col]
+    while n_iter < max_iter:
+        n_iter += 1
+        wp = post * weights[:, None]
+        # soft count of correct votes per source: sum over votes of post[row, voted value]
+        correct = np.bincount(vote_src, weights=wp[vote_row, vote_value], minlength=m)
+        new_acc = (correct + 1.0) / (n_votes + 2.0)
+        prior = ((wp.sum(axis=0) + 1.0) / (wp.sum() + k) if log_prior is None
+                 else np.exp(log_prior))
+        wrong = np.log((1.0 - new_acc) / (k - 1))
+        gain = np.log(new_acc) - wrong  # per source, added to the class it voted
+        per_symbol = np.zeros((m * k, k))
+        per_symbol[np.arange(m * k), value] = gain[src]
+        scores = np.asarray(A @ per_symbol) + np.log(prior)[None, :]
+        scores -= scores.max(axis=1, keepdims=True)
+        post = np.exp(scores)
+        post /= post.sum(axis=1, keepdims=True)
+        done = np.abs(new_acc - acc).max() < tol
+        acc = new_acc
+        if done:
+            break
+    voted = np.clip(n_votes / max(float(weights.sum()), 1e-300), 0.0, 1.0)
+    table = np.repeat(((1.0 - acc) / (k - 1) * voted)[:, None, None], k, axis=1)
+    table = np.repeat(table, k, axis=2)  # [i, v, y]
+    idx = np.arange(k)
+    table[:, idx, idx] = (acc * voted)[:, None]
+    abstain = np.repeat((1.0 - voted)[:, None], k, axis=1)
+    return Tables(votes=table.reshape(m * k, k), abstain=abstain, class_balance=prior), n_iter

@@ -112,7 +112,8 @@ def test_many_source_values_skip_the_moment_stage():
     data = make_synthetic(n=2_000, m=200, cardinality=3, unipolar_fraction=0.0,
                           coverage=(0.05, 0.1), seed=6)
     model = LabelModel(cardinality=3, seed=0).fit(data.L)
-    assert model.statistics_ is None and model.fit_info_.mode in ("em_votes", "em_abstain")
+    assert model.statistics_ is None
+    assert model.fit_info_.mode in ("em_votes", "em_abstain", "em_one_coin")
     probs = model.predict_proba(data.L)
     assert np.isfinite(probs).all()
     assert model.score(data.L, data.Y)["accuracy"] > MajorityVoter(cardinality=3).score(
@@ -214,3 +215,19 @@ def test_property_recovery_error_shrinks_like_one_over_root_n(seed, k, unipolar)
             model = LabelModel(cardinality=k, seed=0).fit(data.L, class_balance=balance)
         assert _mae(model, data) <= 2.0 / np.sqrt(n), (n, _mae(model, data),
                                                         model.fit_info_.mode)
+
+
+@pytest.mark.parametrize(("m", "k"), [(400, 2), (40, 56), (20, 100)])
+def test_many_sources_or_classes_fit_without_nan(m, k):
+    """Small versions of the scale cases (2,000 sources; k=56 x 1,200; k=100 x 20)."""
+    data = make_synthetic(n=2_000, m=m, cardinality=k, coverage=(0.05, 0.3),
+                          unipolar_fraction=0.3, seed=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LabelModel(cardinality=k, seed=0).fit(data.L)
+    probs = model.predict_proba(data.L)
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert np.isfinite(model.get_conditional_probs()).all()
+    mv = MajorityVoter(cardinality=k).score(data.L, data.Y)["accuracy"]
+    assert model.score(data.L, data.Y)["accuracy"] >= mv - 0.02
