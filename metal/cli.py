@@ -7,7 +7,9 @@ Subcommands (``metal COMMAND --help`` for each):
   dataset, optionally with plots;
 * ``check``: are the sources' accuracies identifiable for this dependency (and task) graph?
 * ``fit``: fit a label model on a dataset; write probabilistic labels and the model;
-* ``evaluate``: score saved probabilistic labels or a saved model against gold labels.
+* ``evaluate``: score saved probabilistic labels or a saved model against gold labels;
+* ``train``: label model -> end model on its probabilistic labels -> test scores
+  (:mod:`metal.end_model.cli`).
 
 Datasets (the ``DATA`` argument) are WRENCH folders, ``.npz`` files holding ``L`` (and
 optionally ``Y``), crowd folders (``answer.csv`` + ``truth.csv``) or crowd answer csv files.
@@ -259,6 +261,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     mv = MajorityVoter(cardinality=k).score(data.L, data.Y)["accuracy"]
     print(f"label accuracy: LabelModel {ours:.3f} (with its defaults {default['accuracy']:.3f}) "
           f"vs majority vote {mv:.3f}")
+    if not args.no_end_model:  # the rest of the pipeline: probabilistic labels -> end model
+        from metal.end_model.cli import demo_end_model
+
+        demo_end_model(data.L, data.Y, model, k, args.seed)
     return 0
 
 
@@ -441,6 +447,8 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--m", type=int, default=10, help="sources (default 10)")
     demo.add_argument("--cardinality", "-k", type=int, default=3, help="classes (default 3)")
     demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    demo.add_argument("--no-end-model", action="store_true",
+                      help="stop after the label model (skip the end-model step)")
     demo.set_defaults(func=_cmd_demo)
 
 
@@ -514,9 +522,15 @@ def _add_evaluate(sub: Any) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
-# One entry per subcommand; add end-model training here (e.g. ``_add_train``).
+def _add_train(sub: Any) -> None:
+    from metal.end_model.cli import add_train  # torch is imported only when training runs
+
+    add_train(sub)
+
+
+# One entry per subcommand.
 COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_analyze, _add_check, _add_fit,
-                                         _add_evaluate]
+                                         _add_evaluate, _add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,33 +38,61 @@ Example
 (300,)
 """
 
-from metal.end_model.end_model import EndModel, MultiTaskEndModel
-from metal.end_model.inputs import (
-    DenseInput,
-    EmbeddingBagEncoder,
-    SparseInput,
-    SparseRows,
-    prepare_inputs,
-    register_input_module,
-    take_rows,
-    to_device,
-)
-from metal.end_model.loss import (
-    balanced_class_weight,
-    check_targets,
-    covered_rows,
-    soft_cross_entropy,
-)
-from metal.end_model.network import MultiTaskNetwork, reset_parameters
-from metal.end_model.trainer import (
-    Trainer,
-    TrainerConfig,
-    TrainResult,
-    arrays_to_state,
-    plot_history,
-    seeded_rng,
-    state_to_arrays,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metal.end_model.end_model import EndModel, MultiTaskEndModel
+    from metal.end_model.inputs import (
+        DenseInput,
+        EmbeddingBagEncoder,
+        SparseInput,
+        SparseRows,
+        prepare_inputs,
+        register_input_module,
+        take_rows,
+        to_device,
+    )
+    from metal.end_model.loss import (
+        balanced_class_weight,
+        check_targets,
+        covered_rows,
+        soft_cross_entropy,
+    )
+    from metal.end_model.network import MultiTaskNetwork, reset_parameters
+    from metal.end_model.trainer import (
+        Trainer,
+        TrainerConfig,
+        TrainResult,
+        arrays_to_state,
+        plot_history,
+        seeded_rng,
+        state_to_arrays,
+    )
+
+# torch is imported on first use of a name, so `metal --help` and the label-model commands
+# do not pay for it
+_HOME = {
+    "EndModel": "end_model", "MultiTaskEndModel": "end_model",
+    "DenseInput": "inputs", "EmbeddingBagEncoder": "inputs", "SparseInput": "inputs",
+    "SparseRows": "inputs", "prepare_inputs": "inputs", "register_input_module": "inputs",
+    "take_rows": "inputs", "to_device": "inputs",
+    "balanced_class_weight": "loss", "check_targets": "loss", "covered_rows": "loss",
+    "soft_cross_entropy": "loss",
+    "MultiTaskNetwork": "network", "reset_parameters": "network",
+    "Trainer": "trainer", "TrainerConfig": "trainer", "TrainResult": "trainer",
+    "arrays_to_state": "trainer", "plot_history": "trainer", "seeded_rng": "trainer",
+    "state_to_arrays": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"metal.end_model.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'metal.end_model' has no attribute {name!r}")
+
 
 __all__ = [
     "DenseInput",

@@ -14,6 +14,7 @@ from torch import nn
 from metal._io import load_arrays, save_arrays
 from metal.end_model.inputs import (
     INPUT_MODULES,
+    build_input_module,
     default_input_module,
     n_rows,
     prepare_inputs,
@@ -495,7 +496,9 @@ class MultiTaskEndModel:
             if spec is None:
                 raise ConfigError(f"{path} was trained with a custom input module; pass an "
                                   "identically built one as load(path, input_module=...)")
-            input_module = INPUT_MODULES[spec["name"]](**spec["config"])
+            if spec["name"] in ("SpanEncoder", "ConcatInput"):
+                import metal.end_model.text  # noqa: F401  (registers the text modules)
+            input_module = build_input_module(spec)
         missing = sorted(set(params["custom_heads"]) - set(heads or {}))
         if missing:
             raise ConfigError(f"{path} has custom heads for tasks {missing}; pass them as "

@@ -264,25 +264,25 @@ class EmbeddingBagEncoder(nn.Module):
         self.freeze = bool(freeze)
         self.bag = nn.EmbeddingBag(self.vocab_size, self.out_features, mode="mean",
                                    padding_idx=0)
-        self.has_pretrained = pretrained is not None
+        # kept outside the state dict: only needed to re-initialise before fitting
+        self._pretrained: torch.Tensor | None = None
         if pretrained is not None:
             P = torch.as_tensor(np.asarray(pretrained, dtype=np.float32))
             if P.shape != (self.vocab_size, self.out_features):
                 raise ConfigError(f"pretrained has shape {tuple(P.shape)}; expected "
                                   f"({self.vocab_size}, {self.out_features})")
-            self.pretrained: torch.Tensor
-            self.register_buffer("pretrained", P)
+            self._pretrained = P
         self.bag.weight.requires_grad_(not self.freeze)
         self.reset_parameters()
 
     def config(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size, "dim": self.out_features, "freeze": self.freeze,
-                "pretrained": None}  # the embeddings themselves are in the state dict
+        # the embeddings themselves are in the state dict
+        return {"vocab_size": self.vocab_size, "dim": self.out_features, "freeze": self.freeze}
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
-            if self.has_pretrained:
-                self.bag.weight.copy_(self.pretrained)
+            if self._pretrained is not None:
+                self.bag.weight.copy_(self._pretrained)
             else:
                 nn.init.normal_(self.bag.weight, std=0.1)
             self.bag.weight[0].zero_()
@@ -302,6 +302,16 @@ def register_input_module(cls: type[nn.Module]) -> type[nn.Module]:
     """Make a module class with ``config()`` rebuildable by ``load`` (usable as a decorator)."""
     INPUT_MODULES[cls.__name__] = cls
     return cls
+
+
+def build_input_module(spec: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a registered input module from ``{"name": class name, "config": {...}}``."""
+    cls = INPUT_MODULES.get(spec["name"])
+    if cls is None:
+        raise ConfigError(f"input module {spec['name']!r} is not registered; import the module "
+                          "that defines it, or pass input_module= to load()")
+    from_config = getattr(cls, "from_config", None)
+    return from_config(**spec["config"]) if callable(from_config) else cls(**spec["config"])
 
 
 def default_input_module(X: Any, width: int = 256) -> nn.Module:

@@ -1,0 +1,484 @@
+"""End-model benchmark: label model alone vs end models on our / majority-vote / gold labels.
+
+Run ``python benchmarks/end_model.py`` (about 20-30 minutes on 2 cores; ``--sets youtube sms``
+runs a subset, ``--no-multitask`` skips the TREC hierarchy). It prints every table and rewrites
+the ``end_model`` section of ``benchmarks/RESULTS.md``.
+
+Protocol
+--------
+* Sets: WRENCH youtube, sms, trec, semeval, chemprot, census, and Snorkel's spouse task
+  (``spear_cage_spouse``). Metric: accuracy; F1 of class 1 for sms, census and spouse.
+* Label model alone: ``metal.LabelModel`` with its defaults, fit on the unlabeled train split
+  (chemprot has no train split: its valid split), scored on test (argmax, random ties with the
+  same keys for every model, as in ``benchmarks/label_model.py``).
+* End models: the same network, input features and training configuration (:data:`CONFIG`)
+  for every label source, trained on the train split with
+
+  - *ours*: the label model's probabilities (soft labels); rows without a vote are masked;
+  - *MV*: hard majority-vote labels (random ties); rows without a vote are masked;
+  - *gold*: the train split's gold labels (upper bound; spouse has none on train).
+
+* Model selection: the valid split's gold labels (small: 120-5561 rows) are used only for
+  early stopping / best-epoch selection on the set's metric and to pick, per set and label
+  source, among a few settings (:func:`candidates`: soft targets or their argmax for our
+  labels; no or balanced class weights on the F1 sets; on the TREC hierarchy also the
+  learning rate), never test. chemprot has no train
+  split, so 300 random rows of its valid split are held out as the selection split and the
+  end models train on the other 1307 (the label model is fit on all of valid, without labels).
+* Features (offline, no download): text sets use TF-IDF word 1-2 grams (fit on the train
+  texts) through a sparse first layer, concatenated with wordllama 0.4 sentence embeddings;
+  relation sets use TF-IDF of the words between the two entities (with an "which entity comes
+  first" token) plus wordllama embeddings of entity 1, entity 2, the words between them and the
+  sentence; census uses its 105 tabular features (standardised); spouse's shared data carries
+  no text, only the 10 LFs' outputs, so its "features" are the one-hot LF votes (the end model
+  can only re-weigh the sources there).
+* One thread; time = wall clock of each end-model fit.
+
+Multi-task section: TREC coarse (6) / fine (50) with the sources of
+``hierarchy_sources/trec.py`` and ``metal.MultiTaskLabelModel`` (defaults) fit on the train
+questions; 500 random train questions are held out as the labeled selection split. Compared per
+level: the label model alone, one multi-task end model (shared trunk, a coarse and a fine head,
+joint decoding over the hierarchy) and two single-task end models, all trained on the label
+model's per-task marginals with the same features and configuration.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import SHARED_DATA, machine_line, markdown_table, write_section  # noqa: E402
+
+SEED = 123
+N_SELECT_CHEMPROT = 300
+N_SELECT_TREC = 500
+TREC_LRS = (3e-4, 3e-3)
+MAIN_F1 = {"sms", "census", "spouse"}
+# WRENCH's best end model on weak labels (BERT-based features; ../shared/docs/ANCHORS.md)
+WRENCH_WEAK = {"youtube": 0.934, "sms": 0.919, "trec": 0.684, "semeval": 0.857,
+               "chemprot": 0.567, "census": 0.582}
+# one configuration for every set and label source (chosen on valid splits, see RESULTS.md)
+CONFIG: dict[str, Any] = {"hidden": (128,), "dropout": 0.5, "lr": 3e-4, "n_epochs": 30,
+                          "patience": 6, "batch_size": 64}
+TFIDF_WIDTH = 64
+TFIDF_MAX_FEATURES = 10000
+
+
+@dataclass
+class Split:
+    X: Any
+    L: np.ndarray
+    Y: np.ndarray
+
+
+@dataclass
+class Prepared:
+    name: str
+    k: int
+    features: str
+    L_fit: np.ndarray
+    train: Split
+    valid: Split
+    test: Split
+    module: Callable[[], Any]
+    has_train_gold: bool = True
+
+    @property
+    def metric(self) -> str:
+        return "f1" if self.name in MAIN_F1 else "accuracy"
+
+
+# ---------------------------------------------------------------------------- features
+def tfidf(train_docs: list[str], *docs: list[str]) -> tuple[Any, list[sp.csr_matrix]]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                          max_features=TFIDF_MAX_FEATURES, dtype=np.float32)
+    vec.fit(train_docs)
+    return vec, [vec.transform(d) for d in (train_docs, *docs)]
+
+
+def text_features(texts: list[list[str]]) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
+    """TF-IDF (sparse first layer) + wordllama sentence embeddings, per split."""
+    from metal.end_model import DenseInput, SparseInput
+    from metal.end_model.text import ConcatInput, embed_texts
+
+    vec, mats = tfidf(texts[0], *texts[1:])
+    X = [{"tfidf": m, "emb": embed_texts(t)} for m, t in zip(mats, texts, strict=True)]
+    V = len(vec.vocabulary_)
+
+    def module() -> Any:
+        return ConcatInput({"tfidf": SparseInput(V, TFIDF_WIDTH),
+                            "emb": DenseInput(256, standardize=False)})
+
+    return X, module
+
+
+def relation_features(examples: list[list[dict[str, Any]]]
+                      ) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
+    """TF-IDF of the words between the entities + wordllama segment embeddings, per split."""
+    from metal.end_model import DenseInput, SparseInput
+    from metal.end_model.text import (
+        ConcatInput,
+        char_spans,
+        relation_embeddings,
+        relation_segments,
+    )
+
+    texts = [[e["text"] for e in ex] for ex in examples]
+    spans = [char_spans(ex) for ex in examples]
+    docs = []
+    for t, s in zip(texts, spans, strict=True):
+        between = relation_segments(t, s)["between"]
+        first = s[:, 0, 0] < s[:, 1, 0]
+        docs.append([("e1first " if f else "e2first ") + b
+                     for f, b in zip(first, between, strict=True)])
+    vec, mats = tfidf(docs[0], *docs[1:])
+    X = [{"tfidf": m, "emb": relation_embeddings(t, s)}
+         for m, t, s in zip(mats, texts, spans, strict=True)]
+    V = len(vec.vocabulary_)
+
+    def module() -> Any:
+        return ConcatInput({"tfidf": SparseInput(V, TFIDF_WIDTH),
+                            "emb": DenseInput(4 * 256 + 1, standardize=False)})
+
+    return X, module
+
+
+def vote_features(*Ls: np.ndarray) -> list[sp.csr_matrix]:
+    """One-hot (source, vote) indicators as a sparse matrix (abstain = no entry)."""
+    k = int(max(L.max() for L in Ls)) + 1
+    out = []
+    for L in Ls:
+        rows, cols = np.nonzero(L != -1)
+        out.append(sp.csr_matrix((np.ones(rows.size, np.float32),
+                                  (rows, cols * k + L[rows, cols])), shape=(L.shape[0],
+                                                                            L.shape[1] * k)))
+    return out
+
+
+# ---------------------------------------------------------------------------- data
+def prepare(name: str) -> Prepared:
+    from metal import load_wrench
+    from metal.end_model import DenseInput, SparseInput
+
+    if name == "spouse":
+        z = np.load(SHARED_DATA / "spear_cage_spouse" / "spouse_wrench_convention.npz")
+        Ls = [z["L_train"].astype(np.int64), z["L_dev"].astype(np.int64),
+              z["L_test"].astype(np.int64)]
+        Xs = vote_features(*Ls)
+        Ys = [np.full(Ls[0].shape[0], -1), z["y_dev"].astype(np.int64),
+              z["y_test"].astype(np.int64)]
+        return Prepared(name, 2, "one-hot LF votes (no text in the shared data)", Ls[0],
+                        *[Split(x, L, y) for x, L, y in zip(Xs, Ls, Ys, strict=True)],
+                        module=lambda: SparseInput(Xs[0].shape[1], TFIDF_WIDTH),
+                        has_train_gold=False)
+    folder = SHARED_DATA / f"wrench_{name}"
+    if name == "chemprot":
+        valid, test = load_wrench(folder, "valid"), load_wrench(folder, "test")
+        perm = np.random.default_rng(SEED).permutation(valid.n_rows)
+        sel, trn = np.sort(perm[:N_SELECT_CHEMPROT]), np.sort(perm[N_SELECT_CHEMPROT:])
+        examples = [[valid.examples[i] for i in trn], [valid.examples[i] for i in sel],
+                    test.examples]
+        Ls = [valid.L[trn], valid.L[sel], test.L]
+        Ys = [valid.Y[trn], valid.Y[sel], test.Y]
+        L_fit, k = valid.L, valid.cardinality
+    else:
+        splits = [load_wrench(folder, s) for s in ("train", "valid", "test")]
+        examples = [s.examples for s in splits]
+        Ls, Ys = [s.L for s in splits], [s.Y for s in splits]
+        L_fit, k = splits[0].L, splits[0].cardinality
+    if name == "census":
+        Xs = [np.asarray([e["feature"] for e in ex], dtype=np.float32) for ex in examples]
+        d = Xs[0].shape[1]
+        features, module = f"{d} tabular features (standardised)", lambda: DenseInput(d)
+    elif name in ("semeval", "chemprot"):
+        Xs, module = relation_features(examples)
+        features = "TF-IDF between entities + wordllama entity/between/sentence embeddings"
+    else:
+        Xs, module = text_features([[e["text"] for e in ex] for ex in examples])
+        features = "TF-IDF 1-2 grams + wordllama sentence embedding"
+    return Prepared(name, k, features, L_fit,
+                    *[Split(x, np.asarray(L, dtype=np.int64), np.asarray(y, dtype=np.int64))
+                      for x, L, y in zip(Xs, Ls, Ys, strict=True)], module=module)
+
+
+# ---------------------------------------------------------------------------- runs
+def end_model(p: Prepared, Y: np.ndarray, L: np.ndarray | None,
+              class_weight: str | None) -> tuple[float, float, float, int]:
+    """Fit the benchmark's end model; return (valid score, test score, seconds, best epoch)."""
+    from metal.end_model import EndModel
+
+    start = time.perf_counter()
+    model = EndModel(p.k, input_module=p.module(), valid_metric=p.metric,
+                     class_weight=class_weight, seed=SEED, **CONFIG)
+    model.fit(p.train.X, Y, L=L, X_valid=p.valid.X, Y_valid=p.valid.Y)
+    seconds = time.perf_counter() - start
+    score = model.score(p.test.X, p.test.Y, [p.metric])[p.metric]
+    best = int(model.best_epoch_ if model.best_epoch_ is not None else -1)
+    return float(model.best_score_ or 0.0), score, seconds, best
+
+
+def candidates(p: Prepared, label: str) -> list[tuple[str, str | None]]:
+    """(target form, class weight) settings tried per label source, selected on valid.
+
+    Soft targets only exist for our labels; class weights only matter for the imbalanced,
+    F1-scored sets.
+    """
+    forms = ["soft", "hard"] if label == "ours" else ["hard"]
+    weights: list[str | None] = [None, "balanced"] if p.metric == "f1" else [None]
+    return [(f, w) for f in forms for w in weights]
+
+
+def run_set(name: str) -> dict[str, Any]:
+    from metal import LabelModel, MajorityVoter
+    from metal.metrics import probs_to_preds, score_predictions
+
+    t0 = time.perf_counter()
+    p = prepare(name)
+    prep_s = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. sources that never vote in the fit split
+        lm = LabelModel(cardinality=p.k, seed=SEED).fit(p.L_fit)
+        lm_test = probs_to_preds(lm.predict_proba(p.test.L), "random", seed=SEED)
+        soft = lm.predict_proba(p.train.L)
+    mv = MajorityVoter(cardinality=p.k).predict(p.train.L, tie_break="random")
+    row: dict[str, Any] = {
+        "set": name, "features": p.features, "metric": p.metric, "n_train": p.train.L.shape[0],
+        "covered": float((p.train.L != -1).any(axis=1).mean()),
+        "lm": score_predictions(p.test.Y, lm_test, [p.metric])[p.metric], "prep_s": prep_s}
+    covered = (p.train.L != -1).any(axis=1) & (p.train.Y >= 0)
+    # reported only (never used to fit or select): how good the training labels are
+    row["label_acc"] = float(np.mean(soft.argmax(axis=1)[covered] == p.train.Y[covered])) \
+        if covered.any() else float("nan")
+    targets = {"ours": (soft, p.train.L), "mv": (np.asarray(mv), p.train.L)}
+    if p.has_train_gold:
+        targets["gold"] = (p.train.Y, None)
+    for label, (Y, L) in targets.items():
+        best: tuple[float, float, str] | None = None
+        seconds = 0.0
+        for form, weight in candidates(p, label):
+            Yf = Y.argmax(axis=1) if form == "hard" and Y.ndim == 2 else Y
+            valid, test, secs, epoch = end_model(p, Yf, L, weight)
+            seconds += secs
+            setting = f"{form}{', balanced' if weight else ''}"
+            print(f"  {name:9s} {label:5s} {setting:15s} valid {valid:.3f} test {test:.3f} "
+                  f"({secs:.1f} s, best epoch {epoch})", flush=True)
+            if best is None or valid > best[0]:
+                best = (valid, test, setting)
+        assert best is not None
+        row[label], row[f"{label}_setting"], row[f"{label}_s"] = best[1], best[2], seconds
+    row.setdefault("gold", float("nan"))
+    return row
+
+
+def run_trec_multitask() -> list[list[object]]:
+    """Label model alone vs multi-task end model vs two single-task end models, per level."""
+    from hierarchy_sources import load_trec
+    from hierarchy_sources._common import imply_parent_votes
+
+    from metal import MultiTaskLabelModel, TaskHierarchy
+    from metal.end_model import EndModel, MultiTaskEndModel
+
+    ds = load_trec(SHARED_DATA)
+    h = TaskHierarchy({"coarse": 6, "fine": 50},
+                      parents={"fine": ("coarse", [int(c) for c in ds.child_to_parent])})
+    n = ds.L_train.shape[0]
+    perm = np.random.default_rng(SEED).permutation(n)
+    sel, trn = np.sort(perm[:N_SELECT_TREC]), np.sort(perm[N_SELECT_TREC:])
+    texts_all = ds.texts_train.tolist()
+    texts = [[texts_all[i] for i in trn], [texts_all[i] for i in sel], ds.texts_test.tolist()]
+    Xs, module = text_features(texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lm = MultiTaskLabelModel(task_graph=h, seed=SEED).fit(ds.L_train)
+        lm_preds = lm.predict(ds.L_test, tie_break="random")
+        coarse_p, fine_p = lm.predict_proba(ds.L_train[trn])
+    # a fine vote implies its coarse class: rows covered at the coarse level include those
+    L_cov = imply_parent_votes(ds.L_train[trn], ds.child_to_parent)
+    Yv, Yt = ds.Y_train[sel], ds.Y_test
+    assert isinstance(lm_preds, np.ndarray)
+    rows: list[list[object]] = [["label model alone (MultiTaskLabelModel)",
+                                 float(np.mean(lm_preds[:, 0] == Yt[:, 0])),
+                                 float(np.mean(lm_preds[:, 1] == Yt[:, 1])), "-"]]
+    # as for the single sets: soft targets or their argmax, selected on the valid questions
+    # (the fine marginals are flat: 50 classes, mean top probability about 0.2)
+    forms = {"soft": (coarse_p, fine_p), "hard": (coarse_p.argmax(1), fine_p.argmax(1))}
+    # 50 fine classes learn slowly at the default rate: the rate is selected on valid too
+    grid = [(form, lr) for form in forms for lr in TREC_LRS]
+    best_mt: tuple[float, np.ndarray, str] | None = None
+    start = time.perf_counter()
+    for form, lr in grid:
+        Yc, Yf = forms[form]
+        mt = MultiTaskEndModel(h, input_module=module(), valid_metric="accuracy", seed=SEED,
+                               **{**CONFIG, "lr": lr})
+        mt.fit(Xs[0], [Yc, Yf], L=L_cov, X_valid=Xs[1], Y_valid=Yv)
+        print(f"  TREC multi-task end model, {form}, lr {lr:g}: valid {mt.best_score_:.3f}",
+              flush=True)
+        if best_mt is None or (mt.best_score_ or 0.0) > best_mt[0]:
+            best_mt = (float(mt.best_score_ or 0.0), mt.predict(Xs[2]), f"{form}, lr {lr:g}")
+    assert best_mt is not None
+    preds = best_mt[1]
+    rows.append([f"multi-task end model (shared trunk, 2 heads, joint decoding; {best_mt[2]})",
+                 float(np.mean(preds[:, 0] == Yt[:, 0])), float(np.mean(preds[:, 1] == Yt[:, 1])),
+                 round(time.perf_counter() - start, 1)])
+    single, chosen = [], []
+    secs = 0.0
+    for s, k in enumerate((6, 50)):
+        best_st: tuple[float, float, str] | None = None
+        for form, lr in grid:
+            start = time.perf_counter()
+            em = EndModel(k, input_module=module(), valid_metric="accuracy", seed=SEED,
+                          **{**CONFIG, "lr": lr})
+            em.fit(Xs[0], forms[form][s], L=L_cov[:, :, s], X_valid=Xs[1], Y_valid=Yv[:, s])
+            secs += time.perf_counter() - start
+            print(f"  TREC single-task end model {h.task_names[s]}, {form}, lr {lr:g}: valid "
+                  f"{em.best_score_:.3f}", flush=True)
+            if best_st is None or (em.best_score_ or 0.0) > best_st[0]:
+                best_st = (float(em.best_score_ or 0.0),
+                           float(np.mean(em.predict(Xs[2]) == Yt[:, s])), f"{form}, lr {lr:g}")
+        assert best_st is not None
+        single.append(best_st[1])
+        chosen.append(best_st[2])
+    rows.append([f"two single-task end models ({' / '.join(chosen)})", single[0], single[1],
+                 round(secs, 1)])
+    for r in rows:
+        print(f"  TREC multi-task: {r[0]:62s} coarse {r[1]:.3f} fine {r[2]:.3f}", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------- report
+def report(rows: list[dict[str, Any]], mt_rows: list[list[object]] | None,
+           total_s: float) -> str:
+    headers = ["set", "metric", "features", "n train (covered)",
+               "our labels' acc. on covered train rows", "label model alone",
+               "end model, ours", "end model, MV", "end model, gold", "WRENCH end model, weak",
+               "ours - LM", "ours - MV", "selected on valid (ours / MV / gold)",
+               "fit s (ours/MV/gold)"]
+    table = []
+    for r in rows:
+        wrench = WRENCH_WEAK.get(r["set"])
+        table.append([
+            r["set"], "F1" if r["metric"] == "f1" else "acc", r["features"],
+            f"{r['n_train']} ({100 * r['covered']:.0f}%)",
+            "–" if np.isnan(r["label_acc"]) else r["label_acc"], r["lm"], r["ours"], r["mv"],
+            "–" if np.isnan(r["gold"]) else r["gold"],
+            "–" if wrench is None else wrench,
+            f"{r['ours'] - r['lm']:+.3f}", f"{r['ours'] - r['mv']:+.3f}",
+            " / ".join(r.get(f"{k}_setting", "–") for k in ("ours", "mv", "gold")),
+            "/".join(f"{r.get(k + '_s', float('nan')):.0f}" for k in ("ours", "mv", "gold"))])
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("lm", "ours", "mv")}
+    wr = [r for r in rows if r["set"] in WRENCH_WEAK]
+    reached = [r["set"] for r in wr if r["ours"] >= WRENCH_WEAK[r["set"]] - 5e-4]
+    beats_lm = [r["set"] for r in rows if r["ours"] > r["lm"]]
+    lines = [
+        "## End models on probabilistic labels",
+        "",
+        "`python benchmarks/end_model.py`. Label model alone (`metal.LabelModel` defaults, fit "
+        "on the unlabeled train split; chemprot: its valid split) vs the same end model "
+        "trained on our labels (the label model's probabilities, rows without a vote masked), "
+        "on majority-vote labels (same masking) and on the train split's gold labels (upper "
+        "bound). Test split scores; accuracy, F1 of class 1 for sms, census and spouse. The "
+        "valid split's gold labels are used only for early stopping and to select, per set and "
+        "label source, the target form (our probabilities as soft targets or their argmax) and, "
+        "on the F1 sets, class weights (none or balanced); the selected setting is shown "
+        "(chemprot: 300 held-out rows of its valid split play the valid split). One network "
+        f"and training configuration for every set: `{CONFIG}`, TF-IDF layer width {TFIDF_WIDTH} "
+        f"({TFIDF_MAX_FEATURES} features at most), seed {SEED}. Machine: {machine_line()}, "
+        "one thread.",
+        "",
+        markdown_table(headers, table),
+        "",
+        f"Mean over the {len(rows)} sets: label model alone {mean['lm']:.3f}, end model on our "
+        f"labels {mean['ours']:.3f} ({mean['ours'] - mean['lm']:+.3f}), on majority vote "
+        f"{mean['mv']:.3f}. The end model on our labels beats the label model alone on "
+        f"{len(beats_lm)} of {len(rows)} sets ({', '.join(beats_lm) or 'none'}) and reaches "
+        f"WRENCH's weak-label end model on {len(reached)} of {len(wr)} "
+        f"({', '.join(reached) or 'none'}).",
+    ]
+    missed = [r["set"] for r in wr if r["set"] not in reached]
+    not_lm = [r["set"] for r in rows if r["set"] not in beats_lm]
+    if missed or not_lm:
+        lines += ["", "Where the targets are not met, and why (as far as we can tell):", ""]
+    if missed:
+        lines.append(
+            f"* WRENCH's weak-label end model is not reached on {', '.join(missed)}. Our "
+            "features (offline TF-IDF and 256-d averages of static wordllama token embeddings) "
+            "are not the bottleneck on gold labels (compare the gold column with WRENCH's gold "
+            "end models: youtube 94.2, sms 94.5, trec 68.6, semeval 93.3, chemprot 80.2, "
+            "census 67.1); the gap is in learning from noisy labels, where WRENCH's "
+            "pretrained contextual encoders (BERT family) generalise further beyond the "
+            "sources than a bag-of-words network that can also fit the sources' own "
+            "keywords. Where our labels are poor on the rows they cover (trec, chemprot: see "
+            "the label-accuracy column), the end model inherits that. Selection on small valid "
+            "splits (youtube: 120 rows) is noisy: settings tied on valid differ by several "
+            "points on test, and the first candidate wins ties.")
+    if not_lm:
+        lines.append(
+            f"* The end model does not beat the label model alone on {', '.join(not_lm)}. "
+            "spouse's shared data has no text, so its end model sees only the 10 LFs' votes "
+            "and can at best re-weigh them; its F1 depends mostly on the decision threshold "
+            "for the rare class (6.7% positive).")
+    if mt_rows is not None:
+        lines += [
+            "",
+            "### Multi-task end model on TREC coarse / fine",
+            "",
+            "Sources from `benchmarks/hierarchy_sources/trec.py` (68 WRENCH coarse LFs, 58 fine "
+            "regexes); `MultiTaskLabelModel` (defaults) fit on the train questions without "
+            "labels; end models trained on its per-task marginals (rows without a vote at a "
+            "level masked; a fine vote counts as coarse coverage), 500 random train questions "
+            "held out for early stopping and to choose soft targets or their argmax and the "
+            f"learning rate among {TREC_LRS} (shown per model; the multi-task model selects on "
+            "the mean of its two valid accuracies); "
+            "test = TREC_10 (500 questions). Same features and configuration as above.",
+            "",
+            markdown_table(["model", "coarse acc", "fine acc", "fit s"], mt_rows),
+        ]
+    lines += ["", f"Whole benchmark run: {total_s / 60:.1f} min."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="*", default=["youtube", "sms", "trec", "semeval",
+                                                      "chemprot", "census", "spouse"])
+    parser.add_argument("--no-multitask", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    if not SHARED_DATA.exists():
+        print(f"skipping: no shared data at {SHARED_DATA}")
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    rows = []
+    for name in args.sets:
+        print(f"{name}:", flush=True)
+        rows.append(run_set(name))
+    mt_rows = None if args.no_multitask else run_trec_multitask()
+    text = report(rows, mt_rows, time.perf_counter() - start)
+    print(text)
+
+    if not args.no_write and len(rows) == 7 and mt_rows is not None:
+        write_section("end_model", text)
+
+
+if __name__ == "__main__":
+    main()
