@@ -101,6 +101,9 @@ class MultiTaskEndModel:
         The epoch whose parameters were restored (``None`` without validation data).
     """
 
+    # the training loop; metal.distributed.ddp swaps in its data-parallel subclass
+    trainer_class: type[Trainer] = Trainer
+
     def __init__(
         self,
         tasks: Mapping[str, int] | TaskGraph,
@@ -298,8 +301,9 @@ class MultiTaskEndModel:
                   for t, y in zip(names, self._split_targets(Y_valid, n_rows(Xv), "Y_valid"),
                                   strict=True)]
             validate = self._validator(Xv, Yv, cfg.valid_metric, device)
-        result = Trainer(cfg).fit(net, batch_loss, len(train_rows), validate=validate,
-                                  seed=self.seed, device=device, callbacks=callbacks)
+        result = self.trainer_class(cfg).fit(net, batch_loss, len(train_rows),
+                                             validate=validate, seed=self.seed, device=device,
+                                             callbacks=callbacks)
         self._set_result(result)
         return self
 

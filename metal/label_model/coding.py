@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from metal.errors import ConfigError
+from metal.label_model.dense import dense_applicable, dense_statistics
 from metal.label_model.dependencies import (
     JunctionTree,
     build_junction_tree,
@@ -269,6 +270,8 @@ class SourceCoding:
     def statistics(self, L: LabelMatrix, chunk_rows: int,
                    progress: bool = False) -> SourceStatistics:
         """One chunked pass over ``L``."""
+        if self.all_singletons and dense_applicable(L.data, self.n_indicators):
+            return dense_statistics(L.data, self.cardinality)  # type: ignore[arg-type]
         stats = SourceStatistics(self.n_values)
         chunks = L.iter_votes(chunk_rows)
         if progress:

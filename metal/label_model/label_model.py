@@ -23,6 +23,7 @@ from metal.label_model.base import (
     check_fit_params,
 )
 from metal.label_model.coding import SourceCoding
+from metal.label_model.dense import DenseScorer, dense_applicable
 from metal.label_model.dependencies import refine_by_components
 from metal.label_model.em import one_hot_votes, unique_rows
 from metal.label_model.estimation import MomentProblem, fit_moments
@@ -613,6 +614,11 @@ class LabelModel(BaseLabelModel):
         if not self.coding_.all_singletons:
             return self._predict_log_proba_junction(lm)
         table, base, unseen = self._log_tables()
+        if dense_applicable(lm.data, self.coding_.n_indicators):  # integer-product kernel
+            out, n_unseen = DenseScorer(table, base, lm.n_sources, k, unseen).log_proba(
+                lm.data)  # type: ignore[arg-type]
+            _warn_unseen(n_unseen, stacklevel=2)
+            return out
         out, n_unseen = log_posterior(lm, self.coding_.encode, table, base, unseen,
                                       int(self.chunk_rows))
         _warn_unseen(n_unseen, stacklevel=2)
