@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
-from metal.errors import ConfigError, LabelMatrixError, NotIdentifiableError
+from metal.errors import ConfigError, LabelMatrixError, MetalWarning, NotIdentifiableError
 from metal.label_model.base import (
     BaseLabelModel,
     balance_from_gold,
@@ -31,10 +31,6 @@ from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, LabelMatrix, check_labe
 
 # third moments (d^3 entries) are gathered only up to this many emitted indicators
 MAX_THIRD_MOMENT_INDICATORS = 200
-
-
-class MetalWarning(UserWarning):
-    """Something in the input is suspicious but the model can go on."""
 
 
 @dataclass
