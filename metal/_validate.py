@@ -288,3 +288,47 @@ def warn_counted(category: type[MetalWarning], cause: str, items: Sequence[Any],
     more = f" (and {len(items) - shown} more)" if len(items) > shown else ""
     text = f"{len(items)} {cause}: {head}{more}" + (f"; {detail}" if detail else "")
     warnings.warn(text, category, stacklevel=stacklevel + 1)
+
+
+def check_cooccurrence_size(lm: Any, n_indicators: int) -> None:
+    """Refuse a statistics pass whose sparse co-occurrence counts cannot fit in memory.
+
+    The counts hold at most ``min(D^2, sum_rows votes^2)`` entries (about 16 bytes each). The
+    per-row vote counts are only gathered when ``D^2`` alone is over the limit.
+    """
+    d = int(n_indicators)
+    per_entry = 16
+    limit = max_alloc_bytes()
+    if d * d * per_entry <= limit:
+        return
+    if getattr(lm, "is_sparse", False):
+        per_row = np.diff(lm.data.indptr).astype(np.float64)
+        bound = float(np.sum(per_row ** 2))
+    else:
+        bound = 0.0
+        for start in range(0, lm.n_rows, 65536):
+            v = np.count_nonzero(lm.data[start:start + 65536] >= 0, axis=1).astype(np.float64)
+            bound += float(np.sum(v ** 2))
+    n_bytes = min(float(d) * d, bound) * per_entry
+    if n_bytes > limit:
+        raise ResourceLimitError(
+            f"the statistics pass over {lm.n_rows} rows x {lm.n_sources} sources with {d} "
+            f"(source, value) indicators would hold up to {_gib(n_bytes)} of co-occurrence "
+            f"counts; the limit is {_gib(limit)} (environment variable METAL_MAX_BYTES). Use "
+            "DawidSkene or MajorityVoter, lower the cardinality, or drop rarely voting sources")
+
+
+def warn_unvoted_classes(voted: np.ndarray, stacklevel: int = 2) -> None:
+    """Warn when some classes never receive a vote: nothing in the data tells them apart, so
+    their posterior comes from the prior alone (and can take most of the mass when ``k`` is
+    large)."""
+    from metal.errors import DataWarning
+
+    voted = np.asarray(voted, dtype=bool)
+    never = np.flatnonzero(~voted)
+    if never.size:
+        warn_counted(DataWarning, f"of the {voted.size} classes never receive a vote",
+                     never.tolist(), stacklevel=stacklevel + 1,
+                     detail="the data cannot tell them apart, so their probability comes from "
+                     "the class balance alone. Check the cardinality, or give a class_balance "
+                     "that puts little mass on them")

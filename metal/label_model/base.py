@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from metal._validate import check_bool, check_float, check_int, check_seed
 from metal.errors import ConfigError, NotFittedError
 from metal.matrix import LabelInput, check_gold
 from metal.metrics import probs_to_preds, score_predictions
@@ -47,14 +48,13 @@ def check_fit_params(model: Any) -> None:
 
     if model.method not in METHODS:
         raise ConfigError(f"method={model.method!r} is not known; expected one of {METHODS}")
-    if not 0.0 <= float(model.prob_floor) < 0.5:
-        raise ConfigError(f"prob_floor={model.prob_floor} must be in [0, 0.5)")
+    check_float("prob_floor", model.prob_floor, low=0.0, high=0.5, high_open=True)
     for name in ("max_iter", "chunk_rows"):
-        value = getattr(model, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name}={value!r} must be a positive int")
-    if model.l2 < 0 or model.tol <= 0:
-        raise ConfigError(f"l2={model.l2} must be >= 0 and tol={model.tol} > 0")
+        check_int(name, getattr(model, name), low=1)
+    check_float("l2", model.l2, low=0.0)
+    check_float("tol", model.tol, low=0.0, low_open=True)
+    check_seed(model.seed)
+    check_bool("model_abstains", model.model_abstains)
 
 
 def balance_from_gold(Y: np.ndarray, cardinality: int) -> np.ndarray:

@@ -366,6 +366,12 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     totals = np.bincount(grp, weights=stats.counts[emitted], minlength=coding.n_groups)
     for full in np.flatnonzero(totals == stats.n_rows):
         keep[np.flatnonzero(grp == full)[-1]] = False
+    if not keep.any():  # every source casts one and the same value on every row
+        report.data_identifiable = False
+        report.data_warnings.append("every source always casts the same vote (never abstains, "
+                                    "never changes its value), so the votes carry no information "
+                                    "about the class; check that the sources were applied")
+        return
     eig = np.linalg.eigvalsh(second[np.ix_(keep, keep)])
     cond = float(eig[-1] / max(eig[0], 1e-300)) if eig[0] > 0 else float("inf")
     report.condition_number = cond

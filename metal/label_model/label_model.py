@@ -14,6 +14,13 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
+from metal._validate import (
+    check_cooccurrence_size,
+    check_label_model_size,
+    check_moment_size,
+    check_names,
+    warn_unvoted_classes,
+)
 from metal.errors import ConfigError, LabelMatrixError, MetalWarning, NotIdentifiableError
 from metal.label_model.base import (
     BaseLabelModel,
@@ -204,13 +211,21 @@ class LabelModel(BaseLabelModel):
         """
         k = self._check_params()
         lm = check_label_matrix(L, cardinality=k)
+        check_label_model_size(lm.n_sources, k)
+        if self.source_names is not None:
+            check_names("source_names", self.source_names, lm.n_sources)
         if not lm.has_votes:
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         p, p_source = resolve_class_balance(class_balance, Y_dev, k)
         coding = SourceCoding.from_dependencies(lm.n_sources, k, self.dependencies,
                                                 self.source_names)
+        check_cooccurrence_size(lm, coding.n_indicators)
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
+        check_moment_size(int(stats.emitted().size))
+        _, _, voted = coding.member_values(coding.singleton_indicators[stats.counts[
+            coding.singleton_indicators] > 0])
+        warn_unvoted_classes(np.bincount(voted, minlength=k) > 0, stacklevel=2)
         if self.check_identifiability:
             self._check_identifiable(coding, stats)
         third = None
