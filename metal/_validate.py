@@ -78,7 +78,7 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
     guards against, and accepting ``3.0`` but not ``2.5`` would hide it for some inputs.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        hint = (" (a float; pass int(...) if you meant a whole number)"
+        hint = (" (pass int(...) if you meant a whole number)"
                 if isinstance(value, numbers.Real) else "")
         raise error(f"{name}={value!r} is a {type(value).__name__}{hint}; expected an int"
                     + _range_text(low, high))
@@ -332,3 +332,30 @@ def warn_unvoted_classes(voted: np.ndarray, stacklevel: int = 2) -> None:
                      detail="the data cannot tell them apart, so their probability comes from "
                      "the class balance alone. Check the cardinality, or give a class_balance "
                      "that puts little mass on them")
+
+
+def apply_predicate(predicate: Any, vectors: np.ndarray, task_names: Sequence[str],
+                    error: type[MetalError]) -> np.ndarray:
+    """``predicate(tuple)`` for every row of ``vectors``, as a bool mask.
+
+    An exception raised by the user's predicate keeps its type but gains a note naming the
+    label vector it failed on; a result that is not a truth value (an array, a string) is an
+    ``error`` naming the vector too.
+    """
+    out = np.empty(vectors.shape[0], dtype=bool)
+    for r, row in enumerate(vectors):
+        vec = tuple(int(x) for x in row)
+        where = (f"the constraint was called with the label vector {vec} (one value per task "
+                 f"in {list(task_names)})")
+        try:
+            value = predicate(vec)
+        except Exception as exc:
+            exc.add_note(where)
+            raise
+        if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
+                                                   and int(value) in (0, 1)):
+            out[r] = bool(value)
+        else:
+            raise error(f"the constraint returned {value!r} ({type(value).__name__}); expected "
+                        f"True or False. {where[0].upper()}{where[1:]}")
+    return out

@@ -41,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from metal._validate import check_int, check_names
 from metal.errors import ConfigError
 from metal.label_model.coding import SourceCoding
 from metal.label_model.statistics import SourceStatistics
@@ -228,9 +229,11 @@ def _structure_report(
     problems: list[str] = []
     signs: list[str] = []
     label = _labeller(coding, names)
-    comp_sources: dict[int, list[Hashable]] = {
-        int(c): [names[s] for s in range(m) if coding.component[s] == c]
-        for c in np.unique(coding.component[:m])}
+    # one pass over the sources (a scan per component would be quadratic in m)
+    comp_sources: dict[int, list[Hashable]] = {}
+    for s, c in enumerate(coding.component[:m].tolist()):
+        comp_sources.setdefault(int(c), []).append(names[s])
+    comp_sources = dict(sorted(comp_sources.items()))
     for comp, bipartite, sides in _group_components(coding.component, tasks, active):
         srcs = sorted({s for g in comp for s in coding.groups[g]})
         if len(comp) == 1 and bipartite and sides is None:
@@ -256,8 +259,10 @@ def _structure_report(
             signs.append(f"sources {[names[s] for s in srcs]}: one sign/class naming for the "
                          "whole component, fixed by assuming the sources are better than random "
                          f"on average (the assignment step); {why}")
-    for c in sorted({int(coding.component[g]) for g in isolated}):
-        members = [g for g in isolated if coding.component[g] == c]
+    isolated_by_comp: dict[int, list[int]] = {}
+    for g in isolated:
+        isolated_by_comp.setdefault(int(coding.component[g]), []).append(g)
+    for c, members in sorted(isolated_by_comp.items()):
         others = comp_sources[c]
         what = ", ".join(label(g) for g in members[:8]) + (
             f" and {len(members) - 8} more" if len(members) > 8 else "")
@@ -267,10 +272,11 @@ def _structure_report(
                             f"{others[:20]}")
         else:
             problems.append(f"{what}: no Omega partner — no other source votes on the same task")
-    bad_sources = sorted({s for g in bad_groups for s in coding.groups[g]})
+    bad_set = {s for g in bad_groups for s in coding.groups[g]}
+    bad_sources = sorted(bad_set)
     graph = coding.graph
     bad_edges = sorted({(min(int(u), int(v)), max(int(u), int(v))) for u, v in graph.edges
-                        if u in bad_sources or v in bad_sources})
+                        if u in bad_set or v in bad_set})
     suggestions: list[str] = []
     if deficiency:
         n_parts = len({int(coding.component[g]) for g in np.flatnonzero(active)})
@@ -279,7 +285,7 @@ def _structure_report(
                            "source needs partners in at least two other groups that also pair "
                            "with each other, i.e. an odd cycle)")
         bridges = [(min(u, v), max(u, v)) for u, v in nx.bridges(graph)
-                   if u in bad_sources or v in bad_sources]
+                   if u in bad_set or v in bad_set]
         if bridges:
             suggestions.append("or drop a dependency edge that splits a component, e.g. "
                                + ", ".join(f"({names[u]}, {names[v]})" for u, v in bridges[:5]))
@@ -471,11 +477,11 @@ def check_identifiability(
         lm = check_label_matrix(L, cardinality=check_cardinality(cardinality),
                                 n_sources=n_sources)
         n_sources = lm.n_sources
-    if n_sources is None or int(n_sources) < 1:
-        raise ConfigError(f"n_sources={n_sources!r}; expected a positive int (or pass L)")
-    m = int(n_sources)
-    if source_names is not None and len(source_names) != m:
-        raise ConfigError(f"source_names has {len(source_names)} entries; expected {m}")
+    if n_sources is None:
+        raise ConfigError("n_sources=None; expected a positive int (or pass L)")
+    m = check_int("n_sources", n_sources, low=1)
+    if source_names is not None:
+        check_names("source_names", source_names, m)
     names: list[Hashable] = list(source_names) if source_names is not None else list(range(m))
     if not multitask:
         k = check_cardinality(cardinality)
@@ -484,8 +490,13 @@ def check_identifiability(
         return check_coding(coding, stats, names)
 
     # ---- multi-task form: tasks, coverage sets and the task graph
-    cards = [int(c) for c in (cardinality if not isinstance(cardinality, (int, np.integer))
-                              else [cardinality])]
+    if isinstance(cardinality, (str, bytes)) or not isinstance(
+            cardinality, (int, np.integer, Sequence, np.ndarray)):
+        raise ConfigError(f"cardinality={cardinality!r}; expected an int or one int per task")
+    cards = [check_int(f"cardinality[{i}]", c, low=2) for i, c in enumerate(
+        cardinality if not isinstance(cardinality, (int, np.integer)) else [cardinality])]
+    if not cards:
+        raise ConfigError("cardinality=[] names no task; expected one cardinality per task")
     if coverage is None:
         raise ConfigError("the multi-task form needs coverage=: the tasks each source labels, "
                           "e.g. coverage=[[0], [0, 1], [2]]")
@@ -508,7 +519,10 @@ def check_identifiability(
     src_tasks: list[frozenset[int]] = []
     sizes: list[int] = []
     for i, cov in enumerate(coverage):
-        cov_list = sorted({int(x) for x in cov})
+        if isinstance(cov, (str, bytes)) or not isinstance(cov, (Sequence, np.ndarray, set,
+                                                                   frozenset)):
+            raise ConfigError(f"coverage[{i}]={cov!r}; expected a list of task indices")
+        cov_list = sorted({check_int(f"coverage[{i}] entry", x) for x in cov})
         if not cov_list or cov_list[0] < 0 or cov_list[-1] >= t:
             raise ConfigError(f"coverage[{i}]={list(cov)} must be a non-empty set of tasks "
                               f"0..{t - 1}")
