@@ -115,7 +115,12 @@ class IdentifiabilityReport:
             and self.well_conditioned is not False
 
     def __str__(self) -> str:
-        head = ("IDENTIFIABLE" if self.identifiable else "NOT IDENTIFIABLE") + \
+        # one verdict first: a structure that is identifiable but not on these data must not
+        # read "IDENTIFIABLE" at the top and "NOT identifiable" further down
+        verdict = ("NOT IDENTIFIABLE" if not self.identifiable else
+                   "NOT IDENTIFIABLE ON THIS DATA (the structure is identifiable)"
+                   if self.data_identifiable is False else "IDENTIFIABLE")
+        head = verdict + \
             f": rank(M_Omega) = {self.n_indicators - self.rank_deficiency} of " \
             f"{self.n_indicators} indicators"
         lines = [head]
@@ -328,6 +333,11 @@ def _clique_indicator_count(sizes: Sequence[int]) -> int:
 
 
 # ------------------------------------------------------------------------------ data checks
+def _first_few(items: list[str], shown: int = 5) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: SourceStatistics,
                  names: list[Hashable]) -> None:
     emitted = stats.emitted()
@@ -341,9 +351,12 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     votes = np.zeros(m)
     single = emitted < m * coding.cardinality
     np.add.at(votes, coding.indicator_group(emitted[single]), stats.counts[emitted[single]])
-    for s in np.flatnonzero((votes > 0) & (votes < MIN_VOTES)):
-        report.data_warnings.append(f"source {names[s]!r} votes only {int(votes[s])} times; "
-                                    "its accuracy estimate will be very noisy")
+    rare = np.flatnonzero((votes > 0) & (votes < MIN_VOTES))
+    if rare.size:  # one clause for all of them, not one per source
+        report.data_warnings.append(
+            f"{rare.size} source(s) vote fewer than {MIN_VOTES} times ("
+            + _first_few([f"{names[s]!r} ({int(votes[s])} votes)" for s in rare])
+            + "); their accuracy estimates will be very noisy")
     # Omega pairs that actually co-occur
     omega = coding.omega(emitted)
     observed = omega & (second > 0)
@@ -353,13 +366,13 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     grp = coding.indicator_group(emitted)
     partners = observed.any(axis=1)
     lonely = sorted({int(g) for g in grp[~partners]})
-    for g in lonely:
-        members = coding.groups[g]
-        what = (f"source {names[members[0]]!r}" if len(members) == 1
-                else f"clique {[names[s] for s in members]}")
-        report.data_warnings.append(f"{what} never votes on the same row as any source outside "
-                                    "its dependency component, so its accuracy cannot be "
-                                    "estimated; add sources that overlap with it")
+    if lonely:
+        whats = [f"{names[coding.groups[g][0]]!r}" if len(coding.groups[g]) == 1
+                 else f"clique {[names[s] for s in coding.groups[g]]}" for g in lonely]
+        report.data_warnings.append(f"{len(lonely)} source(s) never vote on the same row as any "
+                                    "source outside their dependency component ("
+                                    + _first_few(whats) + "), so their accuracies cannot be "
+                                    "estimated; add sources that overlap with them")
     if rank < d and not lonely:
         report.data_warnings.append(f"the observed overlaps leave rank(M_Omega) = {rank} of {d}: "
                                     "some groups of sources only overlap with one other group")
