@@ -75,6 +75,10 @@ def _infer_k(L: Any, Y: np.ndarray | None, given: int | None) -> int:
 
 def load_dataset(path: str, split: str = "train", cardinality: int | None = None) -> Dataset:
     """Read a WRENCH folder, ``.npz``, crowd folder or crowd csv into a :class:`Dataset`."""
+    if cardinality is not None:
+        from metal._validate import check_int
+
+        check_int("--cardinality", cardinality, low=2)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path} does not exist; expected a WRENCH folder, a .npz file with "
@@ -531,11 +535,18 @@ COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_analyze, _add_check, _a
                                          _add_evaluate]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (status 2) like every other user error."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="metal", description="Multi-task weak supervision: label models without labels.")
     parser.add_argument("--version", action="version", version=f"metal {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in COMMANDS:
         add(sub)
