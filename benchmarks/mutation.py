@@ -69,6 +69,9 @@ def _skip(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
+#: Boolean keyword arguments whose flip cannot change a result (equivalent mutants).
+EQUIVALENT_KEYWORDS = {"strict", "copy"}
+
 #: Presentation-only functions (plots, layouts, text descriptions): not mutated.
 PRESENTATION = {"draw", "_layout", "_edge_labels", "describe", "_describe_tasks", "__repr__",
                 "__str__"}
@@ -91,6 +94,9 @@ def _points(tree: ast.AST) -> list[tuple[ast.AST, str]]:
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             out.append((node, "drop not"))
         elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            kw = parents.get(node)
+            if isinstance(kw, ast.keyword) and kw.arg in EQUIVALENT_KEYWORDS:
+                continue  # zip(strict=...) on equal lengths, astype(copy=...): no behaviour
             out.append((node, f"flip {node.value}"))
         elif isinstance(node, ast.Constant) and type(node.value) in (int, float) \
                 and not isinstance(parents.get(node), ast.Subscript):
@@ -174,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=0,
                     help="seconds per mutant (default: 3 x the clean run + 10)")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="stop starting mutants after this many seconds (the ones run are a "
+                    "prefix of the random sample, hence still a random sample)")
     ap.add_argument("--section", help="write the result to this section of RESULTS.md")
     ap.add_argument("--note", default="", help="a line added under the section's table")
     args = ap.parse_args(argv)
@@ -216,7 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         killed = 0
         survivors: list[Mutation] = []
         per_file: dict[str, list[int]] = {}
+        started = time.perf_counter()
+        ran = 0
         for i, mut in enumerate(muts, 1):
+            if args.budget and time.perf_counter() - started > args.budget:
+                print(f"time budget reached after {ran} mutants", flush=True)
+                break
+            ran += 1
             target = tmp / mut.file
             original = (ROOT / mut.file).read_text()
             target.write_text(mutated_source(mut))
@@ -233,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{mut.file}:{mut.line} {mut.kind} ({secs:.1f} s)", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    muts = muts[:ran]
     rate = killed / max(len(muts), 1)
     lines = ["| module | mutants | killed | kill rate |", "|---|---:|---:|---:|"]
     for f, (k, n) in sorted(per_file.items()):
@@ -248,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cmd = ("OMP_NUM_THREADS=1 python benchmarks/mutation.py --target "
                + " ".join(args.target) + " --tests " + " ".join(args.tests)
-               + (f" --sample {args.sample}" if args.sample else "") + f" --seed {args.seed}")
+               + (f" --sample {args.sample}" if args.sample else "") + f" --seed {args.seed}"
+               + (f" --budget {args.budget:g}" if args.budget else ""))
         body = (f"{table}\n\nA random sample of {len(muts)} of the {total} mutation points "
                 f"(seed {args.seed}); each mutant ran the module's fast tests (`-m 'not slow'`) "
                 f"in a forked process, timeout {timeout:.0f} s. Survivors: "

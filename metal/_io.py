@@ -81,8 +81,8 @@ def load_arrays(
         raise
     except Exception as exc:  # zip errors, missing key, bad json, truncated members
         raise SaveFormatError(
-            f"{path} is not a metal model file, or is truncated ({type(exc).__name__}: {exc}). Save models with .save(path) and load them with the "
-            "same class's .load(path)"
+            f"{path} is not a metal model file, or is truncated ({type(exc).__name__}: {exc}). "
+            "Save models with .save(path) and load them with the same class's .load(path)"
         ) from exc
     if not isinstance(meta, dict):
         raise SaveFormatError(f"{path}: the header is a {type(meta).__name__}; expected a JSON "

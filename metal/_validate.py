@@ -109,10 +109,11 @@ def check_float(name: str, value: Any, *, low: float | None = None, high: float 
     if not math.isfinite(out):
         raise error(f"{name}={out} is not finite; expected a finite number"
                     + _interval_text(low, high, low_open, high_open))
+    interval = _interval_text(low, high, low_open, high_open)
     if low is not None and (out < low or (low_open and out == low)):
-        raise error(f"{name}={out}; expected a number{_interval_text(low, high, low_open, high_open)}")
+        raise error(f"{name}={out}; expected a number{interval}")
     if high is not None and (out > high or (high_open and out == high)):
-        raise error(f"{name}={out}; expected a number{_interval_text(low, high, low_open, high_open)}")
+        raise error(f"{name}={out}; expected a number{interval}")
     return out
 
 

@@ -212,8 +212,8 @@ def _parse_split(raw: Any, where: str, name: str, split: str,
             "relation sets (one label and one vote per labeling function per example); convert "
             "token tags to spans, or use a sequence loader")
     if not all(isinstance(w, list) for w in weak):
-        bad = next(i for i, w in zip(ids, weak, strict=True) if not isinstance(w, list))
-        raise WrenchFormatError(f"{where}: example {bad!r} has weak_labels that are not a list; "
+        bad_id = next(i for i, w in zip(ids, weak, strict=True) if not isinstance(w, list))
+        raise WrenchFormatError(f"{where}: example {bad_id!r} has weak_labels that are not a list; "
                                 "expected a list with one vote per labeling function")
     lengths = np.fromiter(map(len, weak), dtype=np.int64, count=len(weak))
     m = int(lengths[0])

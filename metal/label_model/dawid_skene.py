@@ -17,8 +17,13 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
-from metal._validate import (check_float, check_int, check_label_model_size, check_seed,
-                             warn_unvoted_classes)
+from metal._validate import (
+    check_float,
+    check_int,
+    check_label_model_size,
+    check_seed,
+    warn_unvoted_classes,
+)
 from metal.errors import ConfigError, LabelMatrixError
 from metal.label_model.base import (
     BaseLabelModel,

@@ -30,7 +30,6 @@ from metal.data import make_synthetic
 from metal.errors import (
     ConfigError,
     CrowdFormatError,
-    DataFormatError,
     LabelingFunctionError,
     LabelMatrixError,
     SaveFormatError,
