@@ -66,12 +66,16 @@ def test_help_of_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"usage: metal {cmd}" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # > 15 s on a shared 2-core machine; run by .ci/run
+@pytest.mark.timeout(300)
 def test_demo_subprocess(work: Path) -> None:
     r = run("demo", "--n", "2000", "--m", "6", "-k", "2", cwd=work)
     assert r.returncode == 0, r.stderr
     assert "label accuracy: LabelModel" in r.stdout and "majority vote" in r.stdout
 
 
+@pytest.mark.slow  # > 15 s on a shared 2-core machine; run by .ci/run
+@pytest.mark.timeout(300)
 def test_fit_then_evaluate_and_analyze_subprocess(work: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     r = run("fit", "syn.npz", "--probs", "p.csv", "--model-out", "m.npz", cwd=work)
