@@ -29,3 +29,21 @@ def test_chunking_sparse_and_merge_give_identical_statistics():
         assert other.n_rows == full.n_rows
         np.testing.assert_array_equal(other.counts, full.counts)
         assert (other.cooccurrence != full.cooccurrence).nnz == 0
+
+
+def test_third_moments_match_a_dense_computation():
+    from metal.label_model.coding import SourceCoding
+    from metal.label_model.statistics import third_moments
+    from metal.matrix import check_label_matrix
+
+    L = np.array([[0, 1, -1], [0, 0, 1], [1, -1, 1], [0, 1, 1], [-1, -1, -1]])
+    coding = SourceCoding(3, 2)
+    lm = check_label_matrix(L)
+    onehot = np.zeros((5, 6))
+    for r, c in zip(*np.nonzero(L >= 0), strict=True):
+        onehot[r, c * 2 + L[r, c]] = 1
+    for subset in (np.array([0, 1, 2, 3, 4, 5]), np.array([0, 3, 5]), np.array([1, 2])):
+        blocks = [(c.stop - c.start, *coding.encode(c)) for c in lm.iter_votes(2)]
+        got = third_moments(blocks, subset)
+        X = onehot[:, subset]
+        np.testing.assert_allclose(got, np.einsum("na,nb,nc->abc", X, X, X) / 5)

@@ -129,3 +129,32 @@ def test_graph_is_networkx() -> None:
     g = TaskGraph({"a": 2, "b": 2, "c": 2}, constraint=lambda y: y[0] == y[1])
     assert isinstance(g.graph, nx.Graph)
     assert sorted(g.graph.edges) == [("a", "b")]
+
+
+# ---- exact behaviour at the edges (these pin down what the mutation check found loose)
+def test_one_task_feasible_may_be_1d_and_integral_floats_are_accepted() -> None:
+    g = TaskGraph({"a": 3}, feasible=[2, 0])
+    assert g.feasible.tolist() == [[0], [2]]
+    h = TaskGraph({"a": 2, "b": 2}, feasible=[[0.0, 1.0], [1.0, 1.0]])
+    assert h.feasible.tolist() == [[0, 1], [1, 1]] and h.feasible.dtype == np.int64
+    with pytest.raises(TaskGraphError, match=r"expected \(K, 2\)"):
+        TaskGraph({"a": 2, "b": 2}, feasible=[0, 1])
+
+
+def test_lookup_of_vectors_outside_the_feasible_set() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 0], [0, 1]])
+    # [1, 0] and [1, 1] sort after every feasible key; [0, 5] and [-1, 0] are out of range
+    assert g.is_feasible([[1, 0], [1, 1], [0, 5], [-1, 0], [0, 1]]).tolist() == [
+        False, False, False, False, True]
+    assert g.to_joint([0, 1]).tolist() == [1]  # one vector, given 1-D
+    with pytest.raises(TaskGraphError, match="shape"):
+        g.is_feasible(np.zeros((2, 2, 1), dtype=int))
+    with pytest.raises(TaskGraphError, match="shape"):
+        g.is_feasible(np.zeros((2, 3), dtype=int))
+
+
+def test_explanation_lists_at_most_three_nearest_vectors() -> None:
+    g = TaskGraph({"a": 3, "b": 3}, constraint=lambda y: y[0] != y[1])
+    text = g.explain_infeasible([1, 1])
+    listed = text.split("nearest feasible vectors: ")[1]
+    assert listed.count("[") - 1 == 3  # an outer list of three vectors
