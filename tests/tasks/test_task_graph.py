@@ -158,3 +158,10 @@ def test_explanation_lists_at_most_three_nearest_vectors() -> None:
     text = g.explain_infeasible([1, 1])
     listed = text.split("nearest feasible vectors: ")[1]
     assert listed.count("[") - 1 == 3  # an outer list of three vectors
+
+
+def test_explanation_names_the_out_of_range_value() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 0], [0, 1]])
+    assert g.explain_infeasible([0, 5]) == "task 'b' has the value 5; expected 0..1"
+    assert g.explain_infeasible([0, 1]) == "it is feasible"
+    assert "constraint rejects it" in g.explain_infeasible([1, 0])
