@@ -135,6 +135,14 @@ def _param(params: dict[str, Any], name: str, kind: type | tuple[type, ...],
     return value
 
 
+def _optional(params: dict[str, Any], name: str, kind: type | tuple[type, ...],
+              ok: Callable[[Any], bool] = lambda v: True, expected: str = "") -> Any:
+    """Like :func:`_param`, but ``null`` is allowed (a default decided at fit time)."""
+    if name in params and params[name] is None:
+        return None
+    return _param(params, name, kind, ok, expected)
+
+
 def _array(arrays: dict[str, np.ndarray], name: str, ndim: int, kinds: str) -> np.ndarray:
     if name not in arrays:
         raise _Bad(f"the required array {name!r} is missing")
@@ -184,8 +192,9 @@ def _check_label_model(params: dict[str, Any], arrays: dict[str, np.ndarray]) ->
     k = _param(params, "cardinality", int, lambda v: v >= 2, "an int >= 2")
     m = _param(params, "n_sources", int, lambda v: v >= 1, "an int >= 1")
     _param(params, "prob_floor", float, lambda v: 0 <= v < 0.5, "a float in [0, 0.5)")
-    _param(params, "model_abstains", bool, expected="true or false")
-    _param(params, "l2", float, lambda v: np.isfinite(v) and v >= 0, "a finite float >= 0")
+    _optional(params, "model_abstains", bool, expected="true, false or null")
+    _optional(params, "l2", float, lambda v: np.isfinite(v) and v >= 0,
+              "a finite float >= 0 or null")
     _param(params, "chunk_rows", int, lambda v: v >= 1, "an int >= 1")
     names = params.get("source_names")
     if names is not None and (not isinstance(names, list) or len(names) != m
@@ -226,9 +235,15 @@ def _check_multitask(params: dict[str, Any], arrays: dict[str, np.ndarray]) -> N
     _common(params)
     _param(params, "task_graph", dict, expected="a task graph description (a JSON object)")
     _param(params, "prob_floor", float, lambda v: 0 <= v < 0.5, "a float in [0, 0.5)")
-    _param(params, "model_abstains", bool, expected="true or false")
+    _optional(params, "model_abstains", bool, expected="true, false or null")
     coverage = _array(arrays, "coverage", 2, "biu")
     p = _balance(arrays, None)
+    for name in [k for k in arrays if k.startswith("log_")]:  # likelihood-fit tables
+        a = arrays[name]
+        if a.dtype.kind != "f" or np.isnan(a).any() or (a.size and a.max() > 1e-9):
+            raise _Bad(f"array {name!r} must hold log-probabilities (<= 0, no NaN)")
+    if "indicator_probs" not in arrays and any(k.startswith("log_") for k in arrays):
+        return  # a likelihood (EM) fit stores its tables as log_* arrays
     probs = _probs(arrays, "indicator_probs", 2)
     if probs.shape[1] != p.size:
         raise _Bad(f"array 'indicator_probs' has {probs.shape[1]} columns; expected {p.size}, one "

@@ -51,10 +51,20 @@ def check_fit_params(model: Any) -> None:
     check_float("prob_floor", model.prob_floor, low=0.0, high=0.5, high_open=True)
     for name in ("max_iter", "chunk_rows"):
         check_int(name, getattr(model, name), low=1)
-    check_float("l2", model.l2, low=0.0)
+    if not (model.l2 is None and _defaults_to_none(model, "l2")):  # None: decided per fit
+        check_float("l2", model.l2, low=0.0)
     check_float("tol", model.tol, low=0.0, low_open=True)
     check_seed(model.seed)
-    check_bool("model_abstains", model.model_abstains)
+    if not (model.model_abstains is None and _defaults_to_none(model, "model_abstains")):
+        check_bool("model_abstains", model.model_abstains)
+
+
+def _defaults_to_none(model: Any, name: str) -> bool:
+    """Whether the model's constructor takes ``name=None`` as "decide at fit time"."""
+    import inspect
+
+    param = inspect.signature(type(model).__init__).parameters.get(name)
+    return param is not None and param.default is None
 
 
 def balance_from_gold(Y: np.ndarray, cardinality: int) -> np.ndarray:
