@@ -199,21 +199,82 @@ def _group_components(
             side_a, side_b = parts.values()
             return [(idx, True, (side_a, side_b))]
         return [([i], True, None) for i in idx]
-    g = nx.Graph()
-    g.add_nodes_from(idx)
-    for a, b in itertools.combinations(idx, 2):
-        if component[a] != component[b] and groups_task[a] & groups_task[b]:
-            g.add_edge(a, b)
+    return _group_components_by_type(component, groups_task, idx)
+
+
+def _group_components_by_type(
+    component: np.ndarray, groups_task: list[frozenset[int]], idx: list[int]
+) -> list[tuple[list[int], bool, tuple[list[int], list[int]] | None]]:
+    """The multi-task group graph without listing its (up to quadratically many) edges.
+
+    Groups with the same (dependency component, task set) *key* are twins: same neighbours,
+    never adjacent to each other, so the graph is a blow-up of the graph over keys, which
+    keeps connectivity and bipartiteness. A task set whose keys span >= 3 dependency
+    components ("rich") holds a triangle, and every key whose task set meets it is adjacent
+    to one of its keys; so only keys of non-rich task sets (at most two per task set) need
+    explicit edges. Cost: linear in the groups, quadratic only in the distinct task sets.
+    """
+    keys: dict[tuple[int, frozenset[int]], list[int]] = {}
+    for g in idx:
+        keys.setdefault((int(component[g]), groups_task[g]), []).append(g)
+    key_list = list(keys)
+    by_type: dict[frozenset[int], list[int]] = {}
+    for i, (_, tasks) in enumerate(key_list):
+        by_type.setdefault(tasks, []).append(i)
+    parent = list(range(len(key_list)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[ri] = rj
+
+    rich = {t for t, ks in by_type.items() if len(ks) >= 3}
+    odd: set[int] = set()  # keys known to lie in a component with an odd cycle
+    edges: list[tuple[int, int]] = []  # explicit edges between keys of non-rich types
+    types = list(by_type)
+    for a, ta in enumerate(types):
+        for tb in types[a:]:
+            if not ta & tb:
+                continue
+            ka, kb = by_type[ta], by_type[tb]
+            if ta in rich or tb in rich:
+                for i in ka + kb:
+                    union(i, ka[0] if ta in rich else kb[0])
+                odd.add(ka[0] if ta in rich else kb[0])
+                continue
+            for i in ka:
+                for j in kb:
+                    if key_list[i][0] != key_list[j][0] and (ta != tb or i < j):
+                        edges.append((i, j))
+                        union(i, j)
+    odd_roots = {find(i) for i in odd}
+    members: dict[int, list[int]] = {}
+    for i in range(len(key_list)):
+        members.setdefault(find(i), []).append(i)
+    sub = nx.Graph()
+    sub.add_edges_from(edges)
     out: list[tuple[list[int], bool, tuple[list[int], list[int]] | None]] = []
-    for comp in nx.connected_components(g):
-        sub = g.subgraph(comp)
-        if sub.number_of_edges() == 0:
-            out.append((sorted(comp), True, None))
-        elif nx.is_bipartite(sub):
-            left, right = nx.bipartite.sets(sub)
-            out.append((sorted(comp), True, (sorted(left), sorted(right))))
+    for root, ks in members.items():
+        groups = sorted(g for i in ks for g in keys[key_list[i]])
+        if root in odd_roots:
+            out.append((groups, False, None))
+        elif len(ks) == 1:  # no edge at all: every group of the key is isolated
+            out.extend(([g], True, None) for g in groups)
         else:
-            out.append((sorted(comp), False, None))
+            part = sub.subgraph(ks)
+            if nx.is_bipartite(part):
+                left, right = nx.bipartite.sets(part)
+                out.append((groups, True,
+                            (sorted(g for i in left for g in keys[key_list[i]]),
+                             sorted(g for i in right for g in keys[key_list[i]]))))
+            else:
+                out.append((groups, False, None))
     return out
 
 
