@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import Case, assert_case
+from _cases import Case, assert_case
 
 from metal import (
     DawidSkene,
@@ -114,7 +114,7 @@ def _rewrite(src: Path, dst: Path, edit, fix_checksum: bool = False) -> None:
         np.savez(fh, __meta__=np.array(json.dumps(meta)), **arrays)
 
 
-def _cases(d: Path) -> list[Case]:
+def _file_cases(d: Path) -> list[Case]:
     return [
         # ---- WRENCH and crowd loaders
         Case("wrench-ner-file", lambda: load_wrench(d / "ner", "train"), WrenchFormatError,
@@ -213,12 +213,12 @@ def _cases(d: Path) -> list[Case]:
     ]
 
 
-CASE_IDS = [c.id for c in _cases(Path("."))]
+CASE_IDS = [c.id for c in _file_cases(Path("."))]
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_bad_input(files: Path, case_id: str) -> None:
-    (case,) = [c for c in _cases(files) if c.id == case_id]
+    (case,) = [c for c in _file_cases(files) if c.id == case_id]
     assert_case(case)
 
 

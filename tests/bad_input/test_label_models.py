@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import Case, assert_case
+from _cases import Case, assert_case
 
 from metal import (
     DawidSkene,

@@ -8,7 +8,7 @@ import time
 import networkx as nx
 import numpy as np
 import pytest
-from conftest import Case, assert_case
+from _cases import Case, assert_case
 
 from metal import MultiTaskLabelModel, TaskGraph, TaskHierarchy, check_identifiability
 from metal.data.synthetic_hierarchy import make_hierarchical_synthetic

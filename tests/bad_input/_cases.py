@@ -1,4 +1,4 @@
-"""Shared helpers of the bad-input battery: every case names the error class it must raise
+"""Helpers of the bad-input battery: every case names the error class it must raise
 and a fragment of the message that tells the user what to do."""
 
 from __future__ import annotations
