@@ -47,3 +47,20 @@ def test_third_moments_match_a_dense_computation():
         got = third_moments(blocks, subset)
         X = onehot[:, subset]
         np.testing.assert_allclose(got, np.einsum("na,nb,nc->abc", X, X, X) / 5)
+
+
+def test_one_code_groups_and_a_single_row():
+    from metal.label_model.statistics import SourceStatistics, third_moments
+
+    s = SourceStatistics(n_values=[1, 2])
+    assert s.n_indicators == 3 and s.offsets.tolist() == [0, 1]
+    s.update(1, np.array([0, 0]), np.array([0, 2]))
+    np.testing.assert_array_equal(s.counts, [1, 0, 1])
+    got = third_moments([(1, np.array([0, 0]), np.array([0, 2]))], np.array([0, 2]))
+    np.testing.assert_allclose(got, np.ones((2, 2, 2)))  # one row, both fired: all ones
+    try:
+        SourceStatistics(n_values=[0, 2])
+    except Exception as exc:  # a group must emit at least one code
+        assert "positive" in str(exc)
+    else:
+        raise AssertionError("n_values=[0, 2] was accepted")

@@ -165,3 +165,33 @@ def test_explanation_names_the_out_of_range_value() -> None:
     assert g.explain_infeasible([0, 5]) == "task 'b' has the value 5; expected 0..1"
     assert g.explain_infeasible([0, 1]) == "it is feasible"
     assert "constraint rejects it" in g.explain_infeasible([1, 0])
+
+
+def test_limits_are_inclusive_and_one_vector_is_a_feasible_set() -> None:
+    every = [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert TaskGraph({"a": 2, "b": 2}, feasible=every, max_feasible=4).n_feasible == 4
+    with pytest.raises(TaskGraphError, match="max_feasible=3"):
+        TaskGraph({"a": 2, "b": 2}, feasible=every, max_feasible=3)
+    assert TaskGraph({"a": 2, "b": 2}, max_feasible=4).n_feasible == 4
+    with pytest.raises(TaskGraphError, match="limit is 3"):
+        TaskGraph({"a": 2, "b": 2}, max_feasible=3)
+    assert TaskGraph({"a": 2}, feasible=[[1]], max_feasible=1).feasible.tolist() == [[1]]
+    g = TaskGraph({"a": 2, "b": 2}, constraint=lambda y: y[0] == y[1], max_candidates=4)
+    assert g.feasible.tolist() == [[0, 0], [1, 1]]
+    with pytest.raises(TaskGraphError, match="limit is 3"):
+        TaskGraph({"a": 2, "b": 2}, constraint=lambda y: True, max_candidates=3)
+
+
+def test_constrained_hierarchy_survives_to_dict_and_back() -> None:
+    h = TaskHierarchy({"type": 2, "person": 3}, parents={"person": ("type", 0)},
+                      constraint=lambda y: y[1] != 2)
+    back = task_graph_from_dict(h.to_dict())
+    assert back.feasible.tolist() == h.feasible.tolist() and back.n_feasible < 4
+
+
+def test_out_of_range_values_never_alias_a_feasible_key() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 1]])
+    # [1, -1] has the radix key of [0, 1]; it must still be out of range, not feasible
+    assert g.is_feasible([[1, -1], [0, 1]]).tolist() == [False, True]
+    with pytest.raises(TaskGraphError, match=r"has shape \(2,\)"):
+        TaskGraph({"a": 2, "b": 2}, feasible=[0, 1])
