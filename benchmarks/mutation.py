@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
     muts = [m for f in args.target for m in enumerate_mutations(f)]
     total = len(muts)
-    if args.sample and args.sample < total:
-        muts = random.Random(args.seed).sample(muts, args.sample)
+    # always in a seeded random order, so that a run cut by --budget is a random sample too
+    muts = random.Random(args.seed).sample(muts, min(args.sample or total, total))
     tmp = Path(tempfile.mkdtemp(prefix="metal-mut-"))
     try:
         shutil.copytree(ROOT / "metal", tmp / "metal",
