@@ -17,8 +17,9 @@ optionally ``Y``), crowd folders (``answer.csv`` + ``truth.csv``) or crowd answe
 
 Each subcommand is one ``_add_*`` function in :data:`COMMANDS` that registers its parser and
 its ``_cmd_*`` handler, so new subcommands (e.g. end-model training) are added by appending one
-entry. Errors from bad input print one readable line to stderr and exit with status 2; ``check``
-exits 1 when the structure is not identifiable.
+entry. Errors from bad input print one readable line to stderr (never a traceback) and exit with
+status 2 for a bad command line and 1 for unusable data (missing, malformed or too large);
+``check`` also exits 1 when the structure is not identifiable.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def _infer_k(L: Any, Y: np.ndarray | None, given: int | None) -> int:
 
 def load_dataset(path: str, split: str = "train", cardinality: int | None = None) -> Dataset:
     """Read a WRENCH folder, ``.npz``, crowd folder or crowd csv into a :class:`Dataset`."""
+    if cardinality is not None:
+        from metal._validate import check_int
+
+        check_int("--cardinality", cardinality, low=2)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path} does not exist; expected a WRENCH folder, a .npz file with "
@@ -97,8 +102,11 @@ def load_dataset(path: str, split: str = "train", cardinality: int | None = None
                 files = set(archive.files)
                 L = archive["L"] if "L" in files else None
                 Y = archive["Y"] if "Y" in files else None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path} is not a readable .npz archive ({exc})") from exc
+        except Exception as exc:  # zip, truncated member, pickled object arrays
+            from metal.errors import DataFormatError
+
+            raise DataFormatError(f"{path} is not a readable .npz archive ({exc}); expected an "
+                                  "archive written by np.savez with an array 'L'") from exc
         if L is not None:
             from metal.matrix import check_gold, check_label_matrix
 
@@ -179,11 +187,13 @@ def _read_probs(path: str) -> np.ndarray:
         else:
             probs = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable probability file ({exc})") from exc
-    if probs.ndim != 2 or not np.all(np.isfinite(probs)):
-        raise InputError(f"{path} holds an array of shape {probs.shape}; expected finite (n, k) "
-                         "probabilities")
-    return np.asarray(probs, dtype=np.float64)
+        from metal.errors import DataFormatError
+
+        raise DataFormatError(f"{path} is not a readable probability file ({exc})") from exc
+    from metal._validate import check_probabilities
+    from metal.errors import DataFormatError
+
+    return check_probabilities(path, probs, error=DataFormatError, atol=1e-3)
 
 
 def _model_kind(path: str) -> Any:
@@ -197,8 +207,10 @@ def _model_kind(path: str) -> Any:
         with np.load(p, allow_pickle=False) as archive:
             return json.loads(str(archive["__meta__"])).get("kind")
     except Exception as exc:  # zip, key or json errors all mean "not a model file"
-        raise InputError(f"{path} is not a metal model file ({exc}); save one with `metal fit "
-                         "... --model-out FILE`") from exc
+        from metal.errors import SaveFormatError  # a data error (exit 1), not a usage one
+
+        raise SaveFormatError(f"{path} is not a metal model file ({exc}); save one with `metal "
+                              "fit ... --model-out FILE`") from exc
 
 
 def _load_model(path: str) -> Any:
@@ -334,7 +346,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.tasks:
         import networkx as nx
 
-        cards = [int(c) for c in args.tasks.split(",")]
+        try:
+            cards = [int(c) for c in args.tasks.split(",")]
+        except ValueError:
+            raise InputError(f"--tasks {args.tasks}: expected comma-separated task "
+                             "cardinalities, e.g. --tasks 2,3") from None
         if L is not None:
             raise InputError("--tasks (multi-task structure check) cannot be combined with "
                              "--data; give --n-sources and --coverage")
@@ -559,25 +575,61 @@ COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_analyze, _add_check, _a
                                          _add_evaluate, _add_train, _add_weasel]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (status 2) like every other user error."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="metal", description="Multi-task weak supervision: label models without labels.")
     parser.add_argument("--version", action="version", version=f"metal {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in COMMANDS:
         add(sub)
     return parser
 
 
+#: Exit status of a user error: 2 for a bad command line (usage), 1 for unusable data.
+USAGE_ERROR, DATA_ERROR = 2, 1
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """2 for usage errors, 1 for data errors, None for a bug (which keeps its traceback)."""
+    from metal.errors import ConfigError, ResourceLimitError, TaskGraphError
+
+    if isinstance(exc, ResourceLimitError):
+        return DATA_ERROR
+    if isinstance(exc, (InputError, ConfigError, TaskGraphError)):
+        return USAGE_ERROR
+    if isinstance(exc, (MetalError, OSError, MemoryError)):
+        return DATA_ERROR
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        text = f"out of memory ({text}); try a smaller input or a larger machine"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; a user error prints one line to stderr and returns its status
+    (2: usage, 1: data) instead of a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (MetalError, OSError) as exc:
-        print(f"metal {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code is None:
+            raise
+        print(f"metal {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -59,3 +59,30 @@ class CrowdFormatError(DataFormatError):
 
 class LabelingFunctionError(MetalError, ValueError):
     """A labeling function was declared wrongly or returned something that is not a label."""
+
+
+class ResourceLimitError(ConfigError):
+    """A request would need more memory or time than metal's documented limits allow.
+
+    Raised *before* allocating, with the estimate, the limit (see :mod:`metal._validate`:
+    ``MAX_ALLOC_BYTES``, ``MAX_MOMENT_INDICATORS``; environment variables ``METAL_MAX_BYTES``,
+    ``METAL_MAX_INDICATORS``) and what to do instead.
+    """
+
+
+# ---------------------------------------------------------------------------- warnings
+class MetalWarning(UserWarning):
+    """Something in the input is suspicious but metal can go on.
+
+    Every warning metal emits is one of these subclasses, raised once per cause with a count
+    (never once per row or per item), so ``warnings.simplefilter("error", MetalWarning)``
+    turns them all into errors and ``"ignore"`` silences them all.
+    """
+
+
+class DataWarning(MetalWarning):
+    """The data is legal but suspicious (silent sources, unseen values, dropped answers...)."""
+
+
+class FitWarning(MetalWarning):
+    """A fit ran but its result may be unreliable (weak identifiability, poor conditioning)."""

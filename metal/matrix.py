@@ -147,6 +147,7 @@ def check_label_matrix(
         -1 or not below ``cardinality``, or a wrong number of columns.
     """
     if sp.issparse(L):
+        _check_no_duplicates(L, name)
         csr = sp.csr_matrix(L)
         if csr.ndim != 2:
             raise _fail(name, f"has {csr.ndim} dimensions", "a 2-D (n, m) matrix", "")
@@ -166,6 +167,13 @@ def check_label_matrix(
         n_rows, n_cols = csr.shape
     else:
         if isinstance(L, (list, tuple)):
+            try:
+                L = np.asarray(L)
+            except ValueError as exc:  # ragged nested lists
+                raise _fail(name, "is a ragged nested list (rows of different lengths)",
+                            "a rectangular (n_rows, n_sources) matrix",
+                            "Give every row one entry per source, -1 where it abstains.") from exc
+        if isinstance(L, np.matrix):  # np.matrix keeps 2-D through indexing; use a plain array
             L = np.asarray(L)
         if not isinstance(L, np.ndarray):
             raise _fail(name, f"is a {type(L).__name__}",
@@ -198,6 +206,23 @@ def check_label_matrix(
                     f"labels in 0..{cardinality - 1} (cardinality={cardinality})",
                     "Raise cardinality or remap the labels.")
     return LabelMatrix(data=mat, n_rows=int(n_rows), n_sources=int(n_cols), max_label=hi)
+
+
+def _check_no_duplicates(L: Any, name: str) -> None:
+    """Refuse a sparse matrix storing one cell twice: scipy would *sum* the two votes into a
+    different class without a word."""
+    if L.format == "csr" and L.has_canonical_format:
+        return
+    coo = L.tocoo()  # keeps duplicate entries as they are
+    if coo.nnz < 2:
+        return
+    key = coo.row.astype(np.int64) * int(coo.shape[1]) + coo.col.astype(np.int64)
+    n_unique = np.unique(key).size
+    if n_unique < coo.nnz:
+        raise _fail(name, f"is sparse and stores {coo.nnz - n_unique} cells more than once",
+                    "at most one vote per (row, source) cell",
+                    "scipy would add the duplicate votes into another class; drop the "
+                    "duplicates (e.g. keep the first vote per cell) before building the matrix.")
 
 
 def check_gold(Y: Any, n_rows: int, cardinality: int, name: str = "Y") -> np.ndarray:
@@ -233,7 +258,15 @@ def to_sparse_labels(L: np.ndarray) -> sp.csr_matrix:
 def to_dense_labels(L: LabelInput, dtype: Any = np.int16) -> np.ndarray:
     """Dense ``-1``-padded copy of a label matrix (dense or sparse)."""
     lm = check_label_matrix(L)
-    out = np.full(lm.shape, ABSTAIN, dtype=dtype)
+    dt = np.dtype(dtype)
+    if dt.kind != "i":
+        raise LabelMatrixError(f"dtype={dt} cannot hold -1 (abstain); expected a signed integer "
+                               "dtype such as np.int16 or np.int32")
+    if lm.max_label > np.iinfo(dt).max:
+        raise LabelMatrixError(f"L has the label {lm.max_label}, which does not fit in {dt} "
+                               f"(largest {np.iinfo(dt).max}); expected a wider dtype: pass "
+                               "dtype=np.int32 or np.int64")
+    out = np.full(lm.shape, ABSTAIN, dtype=dt)
     for chunk in lm.iter_votes():
         out[chunk.rows, chunk.cols] = chunk.values
     return out

@@ -6,10 +6,12 @@ Vectorised throughout: no per-row Python loops.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from metal.errors import ConfigError
+from metal._validate import check_choice, check_float, check_int, check_seed
+from metal.errors import ConfigError, LabelMatrixError
 
 TIE_BREAKS = ("random", "abstain", "first")
 METRICS = ("accuracy", "f1", "precision", "recall", "macro_f1", "coverage")
@@ -35,11 +37,21 @@ def probs_to_preds(
     tol
         Classes within ``tol`` of the row maximum count as tied.
     """
-    if tie_break not in TIE_BREAKS:
-        raise ConfigError(f"tie_break={tie_break!r} is not known; expected one of {TIE_BREAKS}")
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2:
+    check_choice("tie_break", tie_break, TIE_BREAKS)
+    seed = check_seed(seed)
+    tol = check_float("tol", tol, low=0.0)
+    try:
+        probs = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"probs is not a numeric array ({exc}); expected (n, k) "
+                          "probabilities") from None
+    if probs.ndim != 2 or probs.shape[1] < 1:
         raise ConfigError(f"probs has shape {probs.shape}; expected (n, k)")
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():  # argmax of a NaN row would silently be class 0
+        raise ConfigError(f"probs has {int(bad.sum())} rows with NaN or infinite entries (first: "
+                          f"row {int(np.flatnonzero(bad)[0])}); expected finite probabilities. "
+                          "Check the model or file that produced them")
     top = probs.max(axis=1, keepdims=True)
     tied = probs >= top - tol
     if tie_break == "first":
@@ -50,6 +62,25 @@ def probs_to_preds(
         return preds
     keys = np.random.default_rng(seed).random(probs.shape)
     return np.argmax(np.where(tied, keys, -1.0), axis=1).astype(np.int64)
+
+
+def _labels_1d(values: Any, name: str, fix: str) -> np.ndarray:
+    """A 1-D array of integer labels >= -1 (NaN, fractions and other dtypes refused)."""
+    from metal.matrix import as_integer_labels
+
+    try:
+        arr = np.asarray(values)
+    except ValueError as exc:
+        raise LabelMatrixError(f"{name} is ragged ({exc}); expected a 1-D array of labels") \
+            from None
+    if arr.ndim != 1:
+        raise LabelMatrixError(f"{name} has shape {arr.shape}; expected a 1-D array of labels, "
+                               "one per row")
+    arr = as_integer_labels(arr, name, fix)
+    if arr.size and arr.min() < -1:
+        raise LabelMatrixError(f"{name} contains the value {int(arr.min())}; expected -1 or a "
+                               f"class 0..k-1. {fix}")
+    return arr.astype(np.int64, copy=False)
 
 
 def _f1_parts(Y: np.ndarray, preds: np.ndarray, positive: int) -> tuple[float, float, float]:
@@ -81,8 +112,18 @@ def score_predictions(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ConfigError(f"unknown metrics {unknown}; expected a subset of {METRICS}")
-    Y = np.asarray(Y)
-    preds = np.asarray(preds)
+    Y = _labels_1d(Y, "Y", "Use -1 for rows without a gold label.")
+    preds = _labels_1d(preds, "preds", "Predictions are class indices (-1 = abstain).")
+    if Y.shape != preds.shape:
+        raise ConfigError(f"Y has {Y.shape[0]} labels and preds has {preds.shape[0]}; expected "
+                          "one prediction per gold label, for the same rows in the same order")
+    if cardinality is not None:
+        cardinality = check_int("cardinality", cardinality, low=2)
+        top = max(int(Y.max(initial=-1)), int(preds.max(initial=-1)))
+        if top >= cardinality:
+            raise ConfigError(f"the labels go up to {top}; expected 0..{cardinality - 1} "
+                              f"(cardinality={cardinality}). Raise cardinality or remap labels")
+    positive = check_int("positive", positive, low=0)
     keep = Y != -1
     Y, preds = Y[keep], preds[keep]
     out: dict[str, float] = {}

@@ -26,6 +26,8 @@ def test_readme_has_the_complete_session() -> None:
     assert len(blocks(section, "python")) >= 5
 
 
+@pytest.mark.slow  # > 15 s on a shared 2-core machine; run by .ci/run
+@pytest.mark.timeout(300)
 def test_python_blocks_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__readme__"}

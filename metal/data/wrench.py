@@ -203,12 +203,18 @@ def _parse_split(raw: Any, where: str, name: str, split: str,
         missing = next(i for i, r in zip(ids, records, strict=True) if "weak_labels" not in r)
         raise WrenchFormatError(f"{where}: example {missing!r} has no \"weak_labels\"; expected a "
                                 "list with one vote per labeling function") from None
-    if weak and isinstance(weak[0], list) and weak[0] and isinstance(weak[0][0], list):
+    first = weak[0]
+    if isinstance(records[0].get("label"), list) or (
+            isinstance(first, list) and first and isinstance(first[0], (list, str))):
         raise WrenchFormatError(
-            f"{where}: example {ids[0]!r} has weak_labels with one list of tags per token; this "
-            "is the WRENCH *sequence* (NER) format, and load_wrench reads classification sets "
-            "(one vote per labeling function per example). Read it with "
-            "metal.data.load_wrench_sequence.")
+            f"{where}: this is a WRENCH sequence-tagging (NER) file: each example has a list of "
+            "tags per token, not one label per example. load_wrench reads classification and "
+            "relation sets (one label and one vote per labeling function per example); read it "
+            "with metal.data.load_wrench_sequence")
+    if not all(isinstance(w, list) for w in weak):
+        bad_id = next(i for i, w in zip(ids, weak, strict=True) if not isinstance(w, list))
+        raise WrenchFormatError(f"{where}: example {bad_id!r} has weak_labels that are not a list; "
+                                "expected a list with one vote per labeling function")
     lengths = np.fromiter(map(len, weak), dtype=np.int64, count=len(weak))
     m = int(lengths[0])
     if (lengths != m).any():
@@ -443,5 +449,6 @@ def load_wrench(path: str | os.PathLike[str], split: str = "train") -> WrenchSpl
     raise WrenchFormatError(
         f"{path} has no {split!r} split (no {split}.json, no .npz with L_{split}, no archive "
         f"containing {split}.json); it has {available or 'no split at all'}. "
-        + ("WRENCH chemprot ships without train: fit on 'valid' instead." if available else
-           "Point path at a WRENCH dataset folder."))
+        + (f"Pick one of {available}" + (" (WRENCH chemprot ships without train: fit on "
+                                         "'valid')." if "chemprot" in name.lower() else ".")
+           if available else "Point path at a WRENCH dataset folder."))

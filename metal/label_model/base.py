@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from metal._validate import check_bool, check_float, check_int, check_seed
 from metal.errors import ConfigError, NotFittedError
 from metal.matrix import LabelInput, check_gold
 from metal.metrics import probs_to_preds, score_predictions
@@ -47,16 +48,23 @@ def check_fit_params(model: Any) -> None:
 
     if model.method not in METHODS:
         raise ConfigError(f"method={model.method!r} is not known; expected one of {METHODS}")
-    if not 0.0 <= float(model.prob_floor) < 0.5:
-        raise ConfigError(f"prob_floor={model.prob_floor} must be in [0, 0.5)")
+    check_float("prob_floor", model.prob_floor, low=0.0, high=0.5, high_open=True)
     for name in ("max_iter", "chunk_rows"):
-        value = getattr(model, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name}={value!r} must be a positive int")
-    l2 = getattr(model, "l2", None)
-    if (l2 is not None and l2 < 0) or model.tol <= 0:
-        raise ConfigError(f"l2={l2} must be >= 0 (or None: scaled with the data) and "
-                          f"tol={model.tol} > 0")
+        check_int(name, getattr(model, name), low=1)
+    if not (model.l2 is None and _defaults_to_none(model, "l2")):  # None: decided per fit
+        check_float("l2", model.l2, low=0.0)
+    check_float("tol", model.tol, low=0.0, low_open=True)
+    check_seed(model.seed)
+    if not (model.model_abstains is None and _defaults_to_none(model, "model_abstains")):
+        check_bool("model_abstains", model.model_abstains)
+
+
+def _defaults_to_none(model: Any, name: str) -> bool:
+    """Whether the model's constructor takes ``name=None`` as "decide at fit time"."""
+    import inspect
+
+    param = inspect.signature(type(model).__init__).parameters.get(name)
+    return param is not None and param.default is None
 
 
 def balance_from_gold(Y: np.ndarray, cardinality: int) -> np.ndarray:

@@ -17,6 +17,13 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
+from metal._validate import (
+    check_float,
+    check_int,
+    check_label_model_size,
+    check_seed,
+    warn_unvoted_classes,
+)
 from metal.errors import ConfigError, LabelMatrixError
 from metal.label_model.base import (
     BaseLabelModel,
@@ -115,12 +122,10 @@ class DawidSkene(BaseLabelModel):
 
     def _check_params(self) -> int:
         k = check_cardinality(self.cardinality)
-        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
-            raise ConfigError(f"max_iter={self.max_iter!r} must be a positive int")
-        if not self.tol > 0:
-            raise ConfigError(f"tol={self.tol!r} must be > 0")
-        if not self.alpha >= 0:
-            raise ConfigError(f"alpha={self.alpha!r} must be >= 0 (a pseudo-count)")
+        check_int("max_iter", self.max_iter, low=1)
+        check_float("tol", self.tol, low=0.0, low_open=True)
+        check_float("alpha", self.alpha, low=0.0)  # a pseudo-count
+        check_seed(self.seed)
         return k
 
     def fit(self, L: LabelInput, class_balance: Any = None, Y_dev: Any = None) -> DawidSkene:
@@ -137,6 +142,7 @@ class DawidSkene(BaseLabelModel):
         """
         k = self._check_params()
         lm = check_label_matrix(L, cardinality=k)
+        check_label_model_size(lm.n_sources, k)
         if not lm.has_votes:
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
@@ -150,6 +156,7 @@ class DawidSkene(BaseLabelModel):
         A = _indicators(lm, k)
         counts = np.asarray(A.sum(axis=0)).reshape(lm.n_sources, k)  # votes per (source, value)
         check_multi_valued(counts)
+        warn_unvoted_classes(counts.sum(axis=0) > 0, stacklevel=2)
         # Initialise the posterior with the majority vote (vote shares; no vote -> uniform).
         share = np.asarray(A @ np.tile(np.eye(k), (lm.n_sources, 1)))  # votes per class per row
         total = share.sum(axis=1, keepdims=True)

@@ -41,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from metal._validate import check_int, check_names
 from metal.errors import ConfigError
 from metal.label_model.coding import SourceCoding
 from metal.label_model.statistics import SourceStatistics
@@ -117,7 +118,12 @@ class IdentifiabilityReport:
             and self.well_conditioned is not False
 
     def __str__(self) -> str:
-        head = ("IDENTIFIABLE" if self.identifiable else "NOT IDENTIFIABLE") + \
+        # one verdict first: a structure that is identifiable but not on these data must not
+        # read "IDENTIFIABLE" at the top and "NOT identifiable" further down
+        verdict = ("NOT IDENTIFIABLE" if not self.identifiable else
+                   "NOT IDENTIFIABLE ON THIS DATA (the structure is identifiable)"
+                   if self.data_identifiable is False else "IDENTIFIABLE")
+        head = verdict + \
             f": rank(M_Omega) = {self.n_indicators - self.rank_deficiency} of " \
             f"{self.n_indicators} indicators"
         lines = [head]
@@ -205,21 +211,82 @@ def _group_components(
             side_a, side_b = parts.values()
             return [(idx, True, (side_a, side_b))]
         return [([i], True, None) for i in idx]
-    g = nx.Graph()
-    g.add_nodes_from(idx)
-    for a, b in itertools.combinations(idx, 2):
-        if component[a] != component[b] and groups_task[a] & groups_task[b]:
-            g.add_edge(a, b)
+    return _group_components_by_type(component, groups_task, idx)
+
+
+def _group_components_by_type(
+    component: np.ndarray, groups_task: list[frozenset[int]], idx: list[int]
+) -> list[tuple[list[int], bool, tuple[list[int], list[int]] | None]]:
+    """The multi-task group graph without listing its (up to quadratically many) edges.
+
+    Groups with the same (dependency component, task set) *key* are twins: same neighbours,
+    never adjacent to each other, so the graph is a blow-up of the graph over keys, which
+    keeps connectivity and bipartiteness. A task set whose keys span >= 3 dependency
+    components ("rich") holds a triangle, and every key whose task set meets it is adjacent
+    to one of its keys; so only keys of non-rich task sets (at most two per task set) need
+    explicit edges. Cost: linear in the groups, quadratic only in the distinct task sets.
+    """
+    keys: dict[tuple[int, frozenset[int]], list[int]] = {}
+    for g in idx:
+        keys.setdefault((int(component[g]), groups_task[g]), []).append(g)
+    key_list = list(keys)
+    by_type: dict[frozenset[int], list[int]] = {}
+    for i, (_, tasks) in enumerate(key_list):
+        by_type.setdefault(tasks, []).append(i)
+    parent = list(range(len(key_list)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[ri] = rj
+
+    rich = {t for t, ks in by_type.items() if len(ks) >= 3}
+    odd: set[int] = set()  # keys known to lie in a component with an odd cycle
+    edges: list[tuple[int, int]] = []  # explicit edges between keys of non-rich types
+    types = list(by_type)
+    for a, ta in enumerate(types):
+        for tb in types[a:]:
+            if not ta & tb:
+                continue
+            ka, kb = by_type[ta], by_type[tb]
+            if ta in rich or tb in rich:
+                for i in ka + kb:
+                    union(i, ka[0] if ta in rich else kb[0])
+                odd.add(ka[0] if ta in rich else kb[0])
+                continue
+            for i in ka:
+                for j in kb:
+                    if key_list[i][0] != key_list[j][0] and (ta != tb or i < j):
+                        edges.append((i, j))
+                        union(i, j)
+    odd_roots = {find(i) for i in odd}
+    members: dict[int, list[int]] = {}
+    for i in range(len(key_list)):
+        members.setdefault(find(i), []).append(i)
+    sub = nx.Graph()
+    sub.add_edges_from(edges)
     out: list[tuple[list[int], bool, tuple[list[int], list[int]] | None]] = []
-    for comp in nx.connected_components(g):
-        sub = g.subgraph(comp)
-        if sub.number_of_edges() == 0:
-            out.append((sorted(comp), True, None))
-        elif nx.is_bipartite(sub):
-            left, right = nx.bipartite.sets(sub)
-            out.append((sorted(comp), True, (sorted(left), sorted(right))))
+    for root, ks in members.items():
+        groups = sorted(g for i in ks for g in keys[key_list[i]])
+        if root in odd_roots:
+            out.append((groups, False, None))
+        elif len(ks) == 1:  # no edge at all: every group of the key is isolated
+            out.extend(([g], True, None) for g in groups)
         else:
-            out.append((sorted(comp), False, None))
+            part = sub.subgraph(ks)
+            if nx.is_bipartite(part):
+                left, right = nx.bipartite.sets(part)
+                out.append((groups, True,
+                            (sorted(g for i in left for g in keys[key_list[i]]),
+                             sorted(g for i in right for g in keys[key_list[i]]))))
+            else:
+                out.append((groups, False, None))
     return out
 
 
@@ -293,9 +360,11 @@ def _structure_report(
     problems: list[str] = []
     signs: list[str] = []
     label = _labeller(coding, names)
-    comp_sources: dict[int, list[Hashable]] = {
-        int(c): [names[s] for s in range(m) if coding.component[s] == c]
-        for c in np.unique(coding.component[:m])}
+    # one pass over the sources (a scan per component would be quadratic in m)
+    comp_sources: dict[int, list[Hashable]] = {}
+    for s, c in enumerate(coding.component[:m].tolist()):
+        comp_sources.setdefault(int(c), []).append(names[s])
+    comp_sources = dict(sorted(comp_sources.items()))
     for comp, bipartite, sides in _group_components(coding.component, tasks, active):
         srcs = sorted({s for g in comp for s in coding.groups[g]})
         if len(comp) == 1 and bipartite and sides is None:
@@ -321,8 +390,10 @@ def _structure_report(
             signs.append(f"sources {[names[s] for s in srcs]}: one sign/class naming for the "
                          "whole component, fixed by assuming the sources are better than random "
                          f"on average (the assignment step); {why}")
-    for c in sorted({int(coding.component[g]) for g in isolated}):
-        members = [g for g in isolated if coding.component[g] == c]
+    isolated_by_comp: dict[int, list[int]] = {}
+    for g in isolated:
+        isolated_by_comp.setdefault(int(coding.component[g]), []).append(g)
+    for c, members in sorted(isolated_by_comp.items()):
         others = comp_sources[c]
         what = ", ".join(label(g) for g in members[:8]) + (
             f" and {len(members) - 8} more" if len(members) > 8 else "")
@@ -332,10 +403,11 @@ def _structure_report(
                             f"{others[:20]}")
         else:
             problems.append(f"{what}: no Omega partner — no other source votes on the same task")
-    bad_sources = sorted({s for g in bad_groups for s in coding.groups[g]})
+    bad_set = {s for g in bad_groups for s in coding.groups[g]}
+    bad_sources = sorted(bad_set)
     graph = coding.graph
     bad_edges = sorted({(min(int(u), int(v)), max(int(u), int(v))) for u, v in graph.edges
-                        if u in bad_sources or v in bad_sources})
+                        if u in bad_set or v in bad_set})
     suggestions: list[str] = []
     if deficiency:
         n_parts = len({int(coding.component[g]) for g in np.flatnonzero(active)})
@@ -344,7 +416,7 @@ def _structure_report(
                            "source needs partners in at least two other groups that also pair "
                            "with each other, i.e. an odd cycle)")
         bridges = [(min(u, v), max(u, v)) for u, v in nx.bridges(graph)
-                   if u in bad_sources or v in bad_sources]
+                   if u in bad_set or v in bad_set]
         if bridges:
             suggestions.append("or drop a dependency edge that splits a component, e.g. "
                                + ", ".join(f"({names[u]}, {names[v]})" for u, v in bridges[:5]))
@@ -391,6 +463,11 @@ def _clique_indicator_count(sizes: Sequence[int]) -> int:
 
 
 # ------------------------------------------------------------------------------ data checks
+def _first_few(items: list[str], shown: int = 5) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: SourceStatistics,
                  names: list[Hashable]) -> None:
     emitted = stats.emitted()
@@ -404,9 +481,12 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     votes = np.zeros(m)
     single = emitted < m * coding.cardinality
     np.add.at(votes, coding.indicator_group(emitted[single]), stats.counts[emitted[single]])
-    for s in np.flatnonzero((votes > 0) & (votes < MIN_VOTES)):
-        report.data_warnings.append(f"source {names[s]!r} votes only {int(votes[s])} times; "
-                                    "its accuracy estimate will be very noisy")
+    rare = np.flatnonzero((votes > 0) & (votes < MIN_VOTES))
+    if rare.size:  # one clause for all of them, not one per source
+        report.data_warnings.append(
+            f"{rare.size} source(s) vote fewer than {MIN_VOTES} times ("
+            + _first_few([f"{names[s]!r} ({int(votes[s])} votes)" for s in rare])
+            + "); their accuracy estimates will be very noisy")
     # Omega pairs that actually co-occur
     omega = coding.omega(emitted)
     observed = omega & (second > 0)
@@ -416,13 +496,13 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     grp = coding.indicator_group(emitted)
     partners = observed.any(axis=1)
     lonely = sorted({int(g) for g in grp[~partners]})
-    for g in lonely:
-        members = coding.groups[g]
-        what = (f"source {names[members[0]]!r}" if len(members) == 1
-                else f"clique {[names[s] for s in members]}")
-        report.data_warnings.append(f"{what} never votes on the same row as any source outside "
-                                    "its dependency component, so its accuracy cannot be "
-                                    "estimated; add sources that overlap with it")
+    if lonely:
+        whats = [f"{names[coding.groups[g][0]]!r}" if len(coding.groups[g]) == 1
+                 else f"clique {[names[s] for s in coding.groups[g]]}" for g in lonely]
+        report.data_warnings.append(f"{len(lonely)} source(s) never vote on the same row as any "
+                                    "source outside their dependency component ("
+                                    + _first_few(whats) + "), so their accuracies cannot be "
+                                    "estimated; add sources that overlap with them")
     if rank < d and not lonely:
         report.data_warnings.append(f"the observed overlaps leave rank(M_Omega) = {rank} of {d}: "
                                     "some groups of sources only overlap with one other group")
@@ -435,6 +515,12 @@ def _data_checks(report: IdentifiabilityReport, coding: SourceCoding, stats: Sou
     totals = np.bincount(grp, weights=stats.counts[emitted], minlength=coding.n_groups)
     for full in np.flatnonzero(totals == stats.n_rows):
         keep[np.flatnonzero(grp == full)[-1]] = False
+    if not keep.any():  # every source casts one and the same value on every row
+        report.data_identifiable = False
+        report.data_warnings.append("every source always casts the same vote (never abstains, "
+                                    "never changes its value), so the votes carry no information "
+                                    "about the class; check that the sources were applied")
+        return
     eig = np.linalg.eigvalsh(second[np.ix_(keep, keep)])
     cond = float(eig[-1] / max(eig[0], 1e-300)) if eig[0] > 0 else float("inf")
     report.condition_number = cond
@@ -534,11 +620,11 @@ def check_identifiability(
         lm = check_label_matrix(L, cardinality=check_cardinality(cardinality),
                                 n_sources=n_sources)
         n_sources = lm.n_sources
-    if n_sources is None or int(n_sources) < 1:
-        raise ConfigError(f"n_sources={n_sources!r}; expected a positive int (or pass L)")
-    m = int(n_sources)
-    if source_names is not None and len(source_names) != m:
-        raise ConfigError(f"source_names has {len(source_names)} entries; expected {m}")
+    if n_sources is None:
+        raise ConfigError("n_sources=None; expected a positive int (or pass L)")
+    m = check_int("n_sources", n_sources, low=1)
+    if source_names is not None:
+        check_names("source_names", source_names, m)
     names: list[Hashable] = list(source_names) if source_names is not None else list(range(m))
     if not multitask:
         k = check_cardinality(cardinality)
@@ -547,8 +633,13 @@ def check_identifiability(
         return check_coding(coding, stats, names)
 
     # ---- multi-task form: tasks, coverage sets and the task graph
-    cards = [int(c) for c in (cardinality if not isinstance(cardinality, (int, np.integer))
-                              else [cardinality])]
+    if isinstance(cardinality, (str, bytes)) or not isinstance(
+            cardinality, (int, np.integer, Sequence, np.ndarray)):
+        raise ConfigError(f"cardinality={cardinality!r}; expected an int or one int per task")
+    cards = [check_int(f"cardinality[{i}]", c, low=2) for i, c in enumerate(
+        cardinality if not isinstance(cardinality, (int, np.integer)) else [cardinality])]
+    if not cards:
+        raise ConfigError("cardinality=[] names no task; expected one cardinality per task")
     if coverage is None:
         raise ConfigError("the multi-task form needs coverage=: the tasks each source labels, "
                           "e.g. coverage=[[0], [0, 1], [2]]")
@@ -571,7 +662,10 @@ def check_identifiability(
     src_tasks: list[frozenset[int]] = []
     sizes: list[int] = []
     for i, cov in enumerate(coverage):
-        cov_list = sorted({int(x) for x in cov})
+        if isinstance(cov, (str, bytes)) or not isinstance(cov, (Sequence, np.ndarray, set,
+                                                                   frozenset)):
+            raise ConfigError(f"coverage[{i}]={cov!r}; expected a list of task indices")
+        cov_list = sorted({check_int(f"coverage[{i}] entry", x) for x in cov})
         if not cov_list or cov_list[0] < 0 or cov_list[-1] >= t:
             raise ConfigError(f"coverage[{i}]={list(cov)} must be a non-empty set of tasks "
                               f"0..{t - 1}")

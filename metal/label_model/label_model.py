@@ -14,7 +14,14 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from metal._io import load_arrays, save_arrays
-from metal.errors import ConfigError, LabelMatrixError, NotIdentifiableError
+from metal._validate import (
+    check_cooccurrence_size,
+    check_label_model_size,
+    check_moment_size,
+    check_names,
+    warn_unvoted_classes,
+)
+from metal.errors import ConfigError, LabelMatrixError, MetalWarning, NotIdentifiableError
 from metal.label_model.base import (
     BaseLabelModel,
     balance_from_gold,
@@ -58,10 +65,6 @@ MAX_MOMENT_INDICATORS = 500
 L2_PRIOR_ROWS = 1000.0
 # L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
 START_MAX_ITER = 50
-
-
-class MetalWarning(UserWarning):
-    """Something in the input is suspicious but the model can go on."""
 
 
 @dataclass
@@ -296,6 +299,9 @@ class LabelModel(BaseLabelModel):
         """
         k = self._check_params()
         lm = check_label_matrix(L, cardinality=k)
+        check_label_model_size(lm.n_sources, k)
+        if self.source_names is not None:
+            check_names("source_names", self.source_names, lm.n_sources)
         if not lm.has_votes:
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
@@ -318,7 +324,12 @@ class LabelModel(BaseLabelModel):
                                     moments=False)
         coding = SourceCoding.from_dependencies(lm.n_sources, k, self.dependencies,
                                                 self.source_names)
+        check_cooccurrence_size(lm, coding.n_indicators)
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
+        check_moment_size(int(stats.emitted().size))
+        _, _, voted = coding.member_values(coding.singleton_indicators[stats.counts[
+            coding.singleton_indicators] > 0])
+        warn_unvoted_classes(np.bincount(voted, minlength=k) > 0, stacklevel=2)
         if self.check_identifiability:
             self._check_identifiable(coding, stats)
         third = None

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from metal.errors import ConfigError
-from metal.matrix import LabelInput, check_gold, check_label_matrix
+from metal.matrix import LabelInput, as_integer_labels, check_gold, check_label_matrix
 
 
 def _names(m: int, names: Sequence[Any] | None) -> list[str]:
@@ -44,11 +44,13 @@ class _Counts:
     def __init__(self, L: LabelInput, Y: Any | None) -> None:
         lm = check_label_matrix(L)
         self.n_rows, self.m = lm.n_rows, lm.n_sources
-        k = max(lm.max_label + 1, 1)
         if Y is not None:
-            Y = np.asarray(Y)
-            Y = check_gold(Y, lm.n_rows, cardinality=max(k, int(np.max(Y, initial=-1)) + 1))
-        self.emits = np.zeros((self.m, k), dtype=bool)
+            Y = as_integer_labels(np.asarray(Y), "Y", "Use -1 for rows without a gold label.")
+            Y = check_gold(Y, lm.n_rows,
+                           cardinality=max(lm.max_label, int(np.max(Y, initial=-1))) + 1)
+        # per-chunk counters are over the labels present in the chunk (compressed), so a label
+        # of 10^9 costs nothing more than a label of 1
+        pairs: list[np.ndarray] = []
         self.votes = np.zeros(self.m, dtype=np.int64)
         self.overlaps = np.zeros(self.m, dtype=np.int64)
         self.conflicts = np.zeros(self.m, dtype=np.int64)
@@ -60,12 +62,13 @@ class _Counts:
         for chunk in lm.iter_votes():
             rows = chunk.rows - chunk.start
             n_chunk = chunk.stop - chunk.start
-            # (rows, classes) vote counts of this chunk: n_chunk x k, never n x m x k
-            per_class = np.bincount(rows * k + chunk.values,
-                                    minlength=n_chunk * k).reshape(n_chunk, k)
+            # (rows, labels present) vote counts of this chunk, never n x m x k
+            labels, code = np.unique(chunk.values, return_inverse=True)
+            k = max(labels.size, 1)
+            per_class = np.bincount(rows * k + code, minlength=n_chunk * k).reshape(n_chunk, k)
             total = per_class.sum(axis=1)
-            same = per_class[rows, chunk.values]
-            self.emits[chunk.cols, chunk.values] = True
+            same = per_class[rows, code]
+            pairs.append(np.unique(chunk.cols * (lm.max_label + 1) + chunk.values))
             self.votes += np.bincount(chunk.cols, minlength=self.m)
             self.overlaps += np.bincount(chunk.cols, weights=total[rows] > 1,
                                          minlength=self.m).astype(np.int64)
@@ -81,12 +84,19 @@ class _Counts:
                 hit = known & (gold == chunk.values)
                 self.correct += np.bincount(chunk.cols[hit], minlength=self.m)
                 self.incorrect += np.bincount(chunk.cols[known & ~hit], minlength=self.m)
+        width = lm.max_label + 1
+        emitted = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+        src = emitted // max(width, 1)
+        cuts = np.searchsorted(src, np.arange(self.m + 1))
+        #: sorted labels each source emits
+        self.emits: list[list[int]] = [(emitted[cuts[i]:cuts[i + 1]] % width).tolist()
+                                       for i in range(self.m)]
 
 
 def lf_polarities(L: LabelInput) -> list[list[int]]:
     """Sorted labels each source emits."""
     c = _Counts(L, None)
-    return [np.flatnonzero(row).tolist() for row in c.emits]
+    return c.emits
 
 
 def lf_coverages(L: LabelInput) -> np.ndarray:
@@ -170,7 +180,7 @@ def lf_summary(
     c = _Counts(L, Y)
     index = _names(c.m, names)
     table: dict[str, Any] = {
-        "polarity": [np.flatnonzero(row).tolist() for row in c.emits],
+        "polarity": c.emits,
         "coverage": c.votes / c.n_rows,
         "overlaps": c.overlaps / c.n_rows,
         "conflicts": c.conflicts / c.n_rows,

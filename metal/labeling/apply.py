@@ -19,12 +19,13 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from metal.errors import MetalWarning
 from metal.labeling.lf import ABSTAIN, LabelingFunction, LabelingFunctionError, Row
 
 LabelOutput = Union[sp.csr_matrix, dict[str, sp.csr_matrix]]  # noqa: UP007 - runtime alias
 
 
-class LabelingFaultWarning(UserWarning):
+class LabelingFaultWarning(MetalWarning):
     """Some labeling functions crashed on some rows and were counted as abstaining."""
 
 

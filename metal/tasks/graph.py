@@ -22,6 +22,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from metal._validate import apply_predicate, check_int, check_unique
 from metal.errors import TaskGraphError
 
 DEFAULT_MAX_FEASIBLE = 10_000
@@ -67,7 +68,11 @@ def _check_value_names(value_names: Any, names: list[str], cards: list[int],
         if task not in out:
             raise TaskGraphError(f"value_names names the unknown task {task!r}; known tasks: "
                                  f"{names}")
-        vals = [str(v) for v in vals]
+        if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence):
+            raise TaskGraphError(f"value_names[{task!r}] is a {type(vals).__name__}; expected a "
+                                 "list of names, one per value")
+        vals = check_unique(f"value_names[{task!r}]", [str(v) for v in vals], TaskGraphError,
+                            "name every value of the task differently")
         k = cards[names.index(task)]
         if len(vals) != k:
             raise TaskGraphError(f"value_names[{task!r}] has {len(vals)} names; task {task!r} "
@@ -133,6 +138,7 @@ class TaskGraph:
     ) -> None:
         names, cards = _check_tasks(tasks)
         self._init_common(names, cards, value_names, {}, max_feasible)
+        check_int("max_candidates", max_candidates, low=1, error=TaskGraphError)
         if constraint is not None and feasible is not None:
             raise TaskGraphError("pass constraint= or feasible=, not both; fold one into the "
                                  "other (e.g. filter your explicit list with the predicate)")
@@ -201,8 +207,7 @@ class TaskGraph:
             raise TaskGraphError(f"constraint is a {type(constraint).__name__}; expected a "
                                  "callable vector -> bool")
         # one call per candidate: the product space is bounded by max_candidates above
-        keep = np.fromiter((bool(constraint(tuple(int(x) for x in row))) for row in F),
-                           dtype=bool, count=F.shape[0])
+        keep = apply_predicate(constraint, F, self.task_names, TaskGraphError)
         return F[keep]
 
     def _set_feasible(self, F: np.ndarray) -> None:
@@ -482,6 +487,19 @@ class TaskGraph:
 
 def task_graph_from_dict(spec: Mapping[str, Any]) -> TaskGraph:
     """Rebuild a :class:`TaskGraph` or :class:`TaskHierarchy` from :meth:`TaskGraph.to_dict`."""
+    if not isinstance(spec, Mapping):
+        raise TaskGraphError(f"a task graph description is a {type(spec).__name__}; expected "
+                             "the dict written by TaskGraph.to_dict()")
+    try:
+        return _from_dict(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, TaskGraphError):
+            raise
+        raise TaskGraphError(f"the task graph description is malformed ({type(exc).__name__}: "
+                             f"{exc}); expected the dict written by TaskGraph.to_dict()") from exc
+
+
+def _from_dict(spec: Mapping[str, Any]) -> TaskGraph:
     kind = spec.get("kind")
     if kind == "TaskHierarchy":
         from metal.tasks.hierarchy import TaskHierarchy

@@ -23,6 +23,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from metal._validate import apply_predicate
 from metal.errors import TaskGraphError
 from metal.tasks.graph import DEFAULT_MAX_FEASIBLE, TaskGraph, _check_tasks
 
@@ -133,8 +134,7 @@ class TaskHierarchy(TaskGraph):
             if not callable(constraint):
                 raise TaskGraphError(f"constraint is a {type(constraint).__name__}; expected a "
                                      "callable vector -> bool")
-            keep = np.fromiter((bool(constraint(tuple(int(x) for x in row))) for row in F),
-                               dtype=bool, count=F.shape[0])
+            keep = apply_predicate(constraint, F, self.task_names, TaskGraphError)
             F = F[keep]
         self._set_feasible(F)
         self._graph = dag

@@ -228,6 +228,8 @@ def test_newsgroups_sources_on_handwritten_posts() -> None:
 
 
 # ---------------------------------------------------------------- real data (integration)
+@pytest.mark.slow  # > 15 s on a shared 2-core machine; run by .ci/run
+@pytest.mark.timeout(300)
 @pytest.mark.integration
 def test_trec_real_join_and_source_quality() -> None:
     if not (SHARED / "trec_coarse_fine").exists() or not (SHARED / "wrench_trec").exists():

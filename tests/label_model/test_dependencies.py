@@ -126,6 +126,8 @@ def _errors(density, seed=0):
             (deps.predict(data.L) == data.Y).mean())
 
 
+@pytest.mark.slow  # > 15 s on a shared 2-core machine; run by .ci/run
+@pytest.mark.timeout(300)
 def test_true_graph_beats_independent_model_under_shared_errors():
     # dependent sources share their mistakes: the independent model double-counts them
     err_i, err_d, acc_i, acc_d = _errors(0.5)

@@ -50,6 +50,8 @@ def test_defaults_beat_majority_vote_on_generated_data(synthetic):
     assert ours["accuracy"] > mv["accuracy"]
 
 
+@pytest.mark.slow  # > 15 s on a shared 2-core machine; run by .ci/run
+@pytest.mark.timeout(300)
 def test_probabilities_are_normalised_and_finite_with_hundreds_of_sources():
     data = make_synthetic(n=2000, m=300, cardinality=3, coverage=(0.5, 0.9),
                           accuracy=(0.6, 0.7), seed=3)

@@ -175,7 +175,11 @@ def test_recovers_class_balance_and_tables(fig2_data, fig2_model) -> None:  # ty
 def test_tied_parameterisations(fig2_data, tie: str) -> None:  # type: ignore[no-untyped-def]
     model = MultiTaskLabelModel(FIG2, tie=tie, seed=0).fit(fig2_data.L[:3000])
     assert FIG2.is_feasible(model.predict(fig2_data.L[:3000])).all()
-    assert model.score(fig2_data.L[:3000], fig2_data.Y[:3000])["joint"]["accuracy"] > 0.6
+    # the bar is the trivial baseline on the same rows (hierarchical majority vote, 0.633 at
+    # seed 0), not a fixed number it could pass while doing worse (the tied models: 0.676)
+    L, Y = fig2_data.L[:3000], fig2_data.Y[:3000]
+    hmv = HierarchicalMajorityVoter(FIG2, seed=0).fit(L).score(L, Y)["joint"]["accuracy"]
+    assert model.score(L, Y)["joint"]["accuracy"] > hmv + 0.02
     with pytest.raises(ConfigError, match="method='moments'"):
         MultiTaskLabelModel(FIG2, tie=tie, method="inverse").fit(fig2_data.L)
 

@@ -29,3 +29,38 @@ def test_chunking_sparse_and_merge_give_identical_statistics():
         assert other.n_rows == full.n_rows
         np.testing.assert_array_equal(other.counts, full.counts)
         assert (other.cooccurrence != full.cooccurrence).nnz == 0
+
+
+def test_third_moments_match_a_dense_computation():
+    from metal.label_model.coding import SourceCoding
+    from metal.label_model.statistics import third_moments
+    from metal.matrix import check_label_matrix
+
+    L = np.array([[0, 1, -1], [0, 0, 1], [1, -1, 1], [0, 1, 1], [-1, -1, -1]])
+    coding = SourceCoding(3, 2)
+    lm = check_label_matrix(L)
+    onehot = np.zeros((5, 6))
+    for r, c in zip(*np.nonzero(L >= 0), strict=True):
+        onehot[r, c * 2 + L[r, c]] = 1
+    for subset in (np.array([0, 1, 2, 3, 4, 5]), np.array([0, 3, 5]), np.array([1, 2])):
+        blocks = [(c.stop - c.start, *coding.encode(c)) for c in lm.iter_votes(2)]
+        got = third_moments(blocks, subset)
+        X = onehot[:, subset]
+        np.testing.assert_allclose(got, np.einsum("na,nb,nc->abc", X, X, X) / 5)
+
+
+def test_one_code_groups_and_a_single_row():
+    from metal.label_model.statistics import SourceStatistics, third_moments
+
+    s = SourceStatistics(n_values=[1, 2])
+    assert s.n_indicators == 3 and s.offsets.tolist() == [0, 1]
+    s.update(1, np.array([0, 0]), np.array([0, 2]))
+    np.testing.assert_array_equal(s.counts, [1, 0, 1])
+    got = third_moments([(1, np.array([0, 0]), np.array([0, 2]))], np.array([0, 2]))
+    np.testing.assert_allclose(got, np.ones((2, 2, 2)))  # one row, both fired: all ones
+    try:
+        SourceStatistics(n_values=[0, 2])
+    except Exception as exc:  # a group must emit at least one code
+        assert "positive" in str(exc)
+    else:
+        raise AssertionError("n_values=[0, 2] was accepted")

@@ -129,3 +129,69 @@ def test_graph_is_networkx() -> None:
     g = TaskGraph({"a": 2, "b": 2, "c": 2}, constraint=lambda y: y[0] == y[1])
     assert isinstance(g.graph, nx.Graph)
     assert sorted(g.graph.edges) == [("a", "b")]
+
+
+# ---- exact behaviour at the edges (these pin down what the mutation check found loose)
+def test_one_task_feasible_may_be_1d_and_integral_floats_are_accepted() -> None:
+    g = TaskGraph({"a": 3}, feasible=[2, 0])
+    assert g.feasible.tolist() == [[0], [2]]
+    h = TaskGraph({"a": 2, "b": 2}, feasible=[[0.0, 1.0], [1.0, 1.0]])
+    assert h.feasible.tolist() == [[0, 1], [1, 1]] and h.feasible.dtype == np.int64
+    with pytest.raises(TaskGraphError, match=r"expected \(K, 2\)"):
+        TaskGraph({"a": 2, "b": 2}, feasible=[0, 1])
+
+
+def test_lookup_of_vectors_outside_the_feasible_set() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 0], [0, 1]])
+    # [1, 0] and [1, 1] sort after every feasible key; [0, 5] and [-1, 0] are out of range
+    assert g.is_feasible([[1, 0], [1, 1], [0, 5], [-1, 0], [0, 1]]).tolist() == [
+        False, False, False, False, True]
+    assert g.to_joint([0, 1]).tolist() == [1]  # one vector, given 1-D
+    with pytest.raises(TaskGraphError, match="shape"):
+        g.is_feasible(np.zeros((2, 2, 1), dtype=int))
+    with pytest.raises(TaskGraphError, match="shape"):
+        g.is_feasible(np.zeros((2, 3), dtype=int))
+
+
+def test_explanation_lists_at_most_three_nearest_vectors() -> None:
+    g = TaskGraph({"a": 3, "b": 3}, constraint=lambda y: y[0] != y[1])
+    text = g.explain_infeasible([1, 1])
+    listed = text.split("nearest feasible vectors: ")[1]
+    assert listed.count("[") - 1 == 3  # an outer list of three vectors
+
+
+def test_explanation_names_the_out_of_range_value() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 0], [0, 1]])
+    assert g.explain_infeasible([0, 5]) == "task 'b' has the value 5; expected 0..1"
+    assert g.explain_infeasible([0, 1]) == "it is feasible"
+    assert "constraint rejects it" in g.explain_infeasible([1, 0])
+
+
+def test_limits_are_inclusive_and_one_vector_is_a_feasible_set() -> None:
+    every = [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert TaskGraph({"a": 2, "b": 2}, feasible=every, max_feasible=4).n_feasible == 4
+    with pytest.raises(TaskGraphError, match="max_feasible=3"):
+        TaskGraph({"a": 2, "b": 2}, feasible=every, max_feasible=3)
+    assert TaskGraph({"a": 2, "b": 2}, max_feasible=4).n_feasible == 4
+    with pytest.raises(TaskGraphError, match="limit is 3"):
+        TaskGraph({"a": 2, "b": 2}, max_feasible=3)
+    assert TaskGraph({"a": 2}, feasible=[[1]], max_feasible=1).feasible.tolist() == [[1]]
+    g = TaskGraph({"a": 2, "b": 2}, constraint=lambda y: y[0] == y[1], max_candidates=4)
+    assert g.feasible.tolist() == [[0, 0], [1, 1]]
+    with pytest.raises(TaskGraphError, match="limit is 3"):
+        TaskGraph({"a": 2, "b": 2}, constraint=lambda y: True, max_candidates=3)
+
+
+def test_constrained_hierarchy_survives_to_dict_and_back() -> None:
+    h = TaskHierarchy({"type": 2, "person": 3}, parents={"person": ("type", 0)},
+                      constraint=lambda y: y[1] != 2)
+    back = task_graph_from_dict(h.to_dict())
+    assert back.feasible.tolist() == h.feasible.tolist() and back.n_feasible < 4
+
+
+def test_out_of_range_values_never_alias_a_feasible_key() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 1]])
+    # [1, -1] has the radix key of [0, 1]; it must still be out of range, not feasible
+    assert g.is_feasible([[1, -1], [0, 1]]).tolist() == [False, True]
+    with pytest.raises(TaskGraphError, match=r"has shape \(2,\)"):
+        TaskGraph({"a": 2, "b": 2}, feasible=[0, 1])

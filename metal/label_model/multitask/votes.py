@@ -205,12 +205,13 @@ def score_label_vectors(task_graph: TaskGraph, Y: Any, preds: np.ndarray,
     if "joint" in task_graph.task_names:
         raise ConfigError("a task is named 'joint', which score() uses for the joint score; "
                           "rename the task")
-    Y = Y.astype(np.int64)
+    Y = as_integer_labels(Y, "Y", "Use -1 for unknown gold labels.").astype(np.int64)
     out: dict[str, dict[str, float]] = {}
     for s, name in enumerate(task_graph.task_names):
         k = task_graph.cardinalities[s]
-        if Y[:, s].min() < -1 or Y[:, s].max() >= k:
-            raise LabelMatrixError(f"Y has the value {int(Y[:, s].max())} for task {name!r}; "
+        bad = Y[:, s][(Y[:, s] < -1) | (Y[:, s] >= k)]
+        if bad.size:
+            raise LabelMatrixError(f"Y has the value {int(bad[0])} for task {name!r}; "
                                    f"expected 0..{k - 1} or -1 (unknown)")
         out[name] = score_predictions(Y[:, s], preds[:, s], metrics, cardinality=k)
     full = (Y >= 0).all(axis=1)

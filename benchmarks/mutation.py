@@ -1,0 +1,280 @@
+"""Mutation check: do the fast tests of a module notice when its code is changed?
+
+Each mutant changes one spot of a module's syntax tree (a comparison flipped, an arithmetic
+operator swapped, a constant moved by one, ``and``/``or`` swapped, a ``not`` dropped, a boolean
+constant flipped); the module's fast tests then run against the mutated package in a forked
+process with a time limit. A mutant is *killed* when a test fails (or errors, or times out),
+and *survives* when every test still passes. The kill rate is the share of killed mutants.
+
+The parent imports the heavy dependencies once and forks per mutant, so a mutant costs its
+tests, not an interpreter start. The mutated package is a copy of ``metal/`` in a temporary
+folder, first on ``sys.path`` of the child only; the working tree is never modified.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 python benchmarks/mutation.py \\
+        --target metal/tasks/graph.py metal/tasks/hierarchy.py --tests tests/tasks \\
+        --sample 120 --seed 0 --section "mutation: metal/tasks"
+
+Prints one line per mutant and a table; with ``--section`` writes that section of
+``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CMP_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+            ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In,
+            ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+            ast.FloorDiv: ast.Mult, ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult,
+            ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd, ast.MatMult: ast.Mult}
+
+
+@dataclass(frozen=True)
+class Mutation:
+    file: str
+    index: int  # position among the mutable nodes of the file (walk order)
+    kind: str
+    line: int
+
+
+def _skip(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Docstrings, type annotations, and error-message f-strings are not behaviour."""
+    p = parents.get(node)
+    while p is not None:
+        if isinstance(p, (ast.JoinedStr,)):
+            return True
+        if isinstance(p, ast.arg) or (isinstance(p, ast.AnnAssign) and node is not p.value):
+            return True
+        if isinstance(p, (ast.FunctionDef, ast.AsyncFunctionDef)) and node is p.returns:
+            return True
+        if isinstance(p, ast.Raise):  # the message of an error, not whether it is raised
+            return True
+        p = parents.get(p)
+    return False
+
+
+#: Boolean keyword arguments whose flip cannot change a result (equivalent mutants).
+EQUIVALENT_KEYWORDS = {"strict", "copy"}
+
+#: Presentation-only functions (plots, layouts, text descriptions): not mutated.
+PRESENTATION = {"draw", "_layout", "_edge_labels", "describe", "_describe_tasks", "__repr__",
+                "__str__"}
+
+
+def _points(tree: ast.AST) -> list[tuple[ast.AST, str]]:
+    parents = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
+    shown = {n for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+             and f.name in PRESENTATION for n in ast.walk(f)}
+    out: list[tuple[ast.AST, str]] = []
+    for node in ast.walk(tree):
+        if node in shown or _skip(node, parents):
+            continue
+        if isinstance(node, ast.Compare) and type(node.ops[0]) in CMP_SWAP:
+            out.append((node, f"compare {type(node.ops[0]).__name__}"))
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in BIN_SWAP:
+            out.append((node, f"operator {type(node.op).__name__}"))
+        elif isinstance(node, ast.BoolOp):
+            out.append((node, f"boolean {type(node.op).__name__}"))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            out.append((node, "drop not"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            kw = parents.get(node)
+            if isinstance(kw, ast.keyword) and kw.arg in EQUIVALENT_KEYWORDS:
+                continue  # zip(strict=...) on equal lengths, astype(copy=...): no behaviour
+            out.append((node, f"flip {node.value}"))
+        elif isinstance(node, ast.Constant) and type(node.value) in (int, float) \
+                and not isinstance(parents.get(node), ast.Subscript):
+            out.append((node, f"constant {node.value!r}"))
+    return out
+
+
+def _apply(node: ast.AST) -> None:
+    if isinstance(node, ast.Compare):
+        node.ops[0] = CMP_SWAP[type(node.ops[0])]()
+    elif isinstance(node, (ast.BinOp, ast.AugAssign)):
+        node.op = BIN_SWAP[type(node.op)]()
+    elif isinstance(node, ast.BoolOp):
+        node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        node.value = not node.value
+    elif isinstance(node, ast.Constant):
+        node.value = node.value + 1 if node.value != 1 else 0
+
+
+def enumerate_mutations(file: str) -> list[Mutation]:
+    tree = ast.parse((ROOT / file).read_text())
+    return [Mutation(file, i, kind, getattr(node, "lineno", 0))
+            for i, (node, kind) in enumerate(_points(tree))]
+
+
+def mutated_source(mut: Mutation) -> str:
+    tree = ast.parse((ROOT / mut.file).read_text())
+    node, _ = _points(tree)[mut.index]
+    if isinstance(node, ast.UnaryOp):  # drop the `not`: replace the node in its parent
+        parents = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
+        parent = parents[node]
+        for field, value in ast.iter_fields(parent):
+            if value is node:
+                setattr(parent, field, node.operand)
+            elif isinstance(value, list):
+                setattr(parent, field, [node.operand if v is node else v for v in value])
+    else:
+        _apply(node)
+    return ast.unparse(ast.fix_missing_locations(copy.deepcopy(tree)))
+
+
+def _run_tests(pkg_root: str, tests: list[str], timeout: float) -> tuple[bool, float]:
+    """Fork; the child runs pytest on ``tests`` with ``pkg_root`` first on sys.path.
+    Returns (tests passed, seconds)."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            sys.path.insert(0, pkg_root)
+            for name in [m for m in sys.modules if m == "metal" or m.startswith("metal.")]:
+                del sys.modules[name]
+            import pytest
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            rc = pytest.main(["-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
+                              "-m", "not slow", "-o", "addopts=", "--timeout", str(int(timeout)),
+                              *tests])
+            os._exit(int(rc))
+        except BaseException:
+            os._exit(99)
+    deadline = start + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0, time.perf_counter() - start
+        if time.perf_counter() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False, time.perf_counter() - start
+        time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", nargs="+", required=True, help="module files to mutate")
+    ap.add_argument("--tests", nargs="+", required=True, help="the fast tests of those modules")
+    ap.add_argument("--sample", type=int, default=0, help="random sample size (0: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=0,
+                    help="seconds per mutant (default: 3 x the clean run + 10)")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="stop starting mutants after this many seconds (the ones run are a "
+                    "prefix of the random sample, hence still a random sample)")
+    ap.add_argument("--section", help="write the result to this section of RESULTS.md")
+    ap.add_argument("--note", default="", help="a line added under the section's table")
+    args = ap.parse_args(argv)
+
+    # heavy imports once, before forking
+    import networkx  # noqa: F401
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import pytest  # noqa: F401
+    import scipy.sparse  # noqa: F401
+    import torch  # noqa: F401
+
+    muts = [m for f in args.target for m in enumerate_mutations(f)]
+    total = len(muts)
+    # always in a seeded random order, so that a run cut by --budget is a random sample too
+    muts = random.Random(args.seed).sample(muts, min(args.sample or total, total))
+    tmp = Path(tempfile.mkdtemp(prefix="metal-mut-"))
+    try:
+        shutil.copytree(ROOT / "metal", tmp / "metal",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        # import metal's own dependencies once (the child drops metal.* and re-imports it)
+        sys.path.insert(0, str(tmp))
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import metal
+        import metal.cli
+        import metal.label_model.multitask
+        import metal.labeling.plots  # noqa: F401
+        sys.path.remove(str(tmp))
+        for name in [m for m in sys.modules if m == "metal" or m.startswith("metal.")]:
+            del sys.modules[name]
+        ok, clean_s = _run_tests(str(tmp), args.tests, timeout=600)
+        if not ok:
+            print("the tests fail on the unmutated code; fix them first", file=sys.stderr)
+            return 1
+        timeout = args.timeout or 3 * clean_s + 10
+        print(f"{total} mutation points, running {len(muts)}; clean run {clean_s:.1f} s, "
+              f"timeout {timeout:.0f} s per mutant", flush=True)
+        killed = 0
+        survivors: list[Mutation] = []
+        per_file: dict[str, list[int]] = {}
+        started = time.perf_counter()
+        ran = 0
+        for i, mut in enumerate(muts, 1):
+            if args.budget and time.perf_counter() - started > args.budget:
+                print(f"time budget reached after {ran} mutants", flush=True)
+                break
+            ran += 1
+            target = tmp / mut.file
+            original = (ROOT / mut.file).read_text()
+            target.write_text(mutated_source(mut))
+            passed, secs = _run_tests(str(tmp), args.tests, timeout)
+            target.write_text(original)
+            stats = per_file.setdefault(mut.file, [0, 0])
+            stats[1] += 1
+            if passed:
+                survivors.append(mut)
+            else:
+                killed += 1
+                stats[0] += 1
+            print(f"[{i}/{len(muts)}] {'SURVIVED' if passed else 'killed  '} "
+                  f"{mut.file}:{mut.line} {mut.kind} ({secs:.1f} s)", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    muts = muts[:ran]
+    rate = killed / max(len(muts), 1)
+    lines = ["| module | mutants | killed | kill rate |", "|---|---:|---:|---:|"]
+    for f, (k, n) in sorted(per_file.items()):
+        lines.append(f"| `{f}` | {n} | {k} | {k / n:.0%} |")
+    lines.append(f"| **all** | {len(muts)} | {killed} | **{rate:.1%}** |")
+    table = "\n".join(lines)
+    print(table)
+    if survivors:
+        print("survivors:\n" + "\n".join(f"  {m.file}:{m.line} {m.kind}" for m in survivors))
+    if args.section:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from _results import write_section
+
+        cmd = ("OMP_NUM_THREADS=1 python benchmarks/mutation.py --target "
+               + " ".join(args.target) + " --tests " + " ".join(args.tests)
+               + (f" --sample {args.sample}" if args.sample else "") + f" --seed {args.seed}"
+               + (f" --budget {args.budget:g}" if args.budget else ""))
+        body = (f"{table}\n\nA random sample of {len(muts)} of the {total} mutation points "
+                f"(seed {args.seed}); each mutant ran the module's fast tests (`-m 'not slow'`) "
+                f"in a forked process, timeout {timeout:.0f} s. Survivors: "
+                + (", ".join(f"`{Path(m.file).name}:{m.line}` {m.kind}" for m in survivors[:30])
+                   or "none") + ".\n\nCommand: `" + cmd + "`"
+                + (f"\n\n{args.note}" if args.note else ""))
+        write_section(args.section, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
