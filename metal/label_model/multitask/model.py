@@ -441,8 +441,9 @@ class MultiTaskLabelModel(BaseLabelModel):
             # to learn from (each table is "fires or not" per state), and on such sources
             # (sparse, correlated labeling functions) EM tracks which sources fire rather than
             # the labels; the moment estimator is kept
-            self.em_choice_ = {"chosen": "moments",
-                               "reason": "every source emits a single vote vector"}
+            choice: dict[str, Any] = {"chosen": "moments",
+                                      "reason": "every source emits a single vote vector"}
+            self.em_choice_ = choice
             if self._default_balance:  # LabelModel's default prior for the moment fit
                 p, p_source = np.full(g.n_feasible, 1.0 / g.n_feasible), "uniform"
             return self._fit_moments(votes, coding, p, p_source)
