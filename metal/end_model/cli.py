@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from metal.errors import MetalError
+from metal.errors import ConfigError
 
 FEATURES = ("auto", "numeric", "text", "relation", "votes")
 LABELS = ("metal", "majority", "gold")
 
 
-class TrainInputError(MetalError, ValueError):
-    """A ``metal train`` argument or input is unusable."""
+class TrainInputError(ConfigError):
+    """A ``metal train`` argument or input is unusable (a usage error: exit status 2)."""
 
 
 def _features(split: Any, kind: str) -> tuple[Any, str]:
