@@ -385,8 +385,18 @@ def one_hot_votes(
             rows, cols = np.indices((n, m)).reshape(2, -1)
             vals = np.where(L.reshape(-1) < 0, k, L.reshape(-1)).astype(np.int64)
         else:
-            rows, cols = np.nonzero(L >= 0)
-            vals = L[rows, cols].astype(np.int64)
+            # row-major positions of the votes are already in CSR order: build the matrix
+            # from them directly instead of sorting coordinates (the cost at n = 1e6)
+            flat = np.ascontiguousarray(L).reshape(-1)
+            pos = np.flatnonzero(flat >= 0)
+            vals = flat[pos].astype(np.int64)
+            if vals.size and vals.max() >= W:
+                raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
+            indptr = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.bincount(pos // m, minlength=n), out=indptr[1:])
+            A = sp.csr_matrix((np.ones(pos.shape[0]), (pos % m) * W + vals, indptr),
+                              shape=(n, m * W))
+            return A, np.repeat(np.arange(m), W)
     if vals.size and (vals.min() < 0 or vals.max() >= W):
         raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
     A = sp.csr_matrix((np.ones(rows.shape[0]), (rows, cols * W + vals)), shape=(n, m * W))
