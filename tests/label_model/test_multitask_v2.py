@@ -68,3 +68,23 @@ def test_task_graph_json_round_trip(tmp_path: Path) -> None:
     short = task_graph_from_json('{"tasks": {"coarse": 2, "fine": 4}, '
                                  '"parents": {"fine": ["coarse", [0, 0, 1, 1]]}}')
     assert short.n_feasible == 4
+
+
+def test_single_valued_sources_keep_the_moment_estimator_with_a_uniform_prior() -> None:
+    data = make_hierarchical_synthetic(3000, H, seed=0)
+    # keep only each source's most frequent vote vector: every source becomes single-valued
+    L = data.L.copy()
+    for i in range(L.shape[1]):
+        voted = (L[:, i, :] >= 0).any(axis=1)
+        vectors, counts = np.unique(L[voted, i, :], axis=0, return_counts=True)
+        top = vectors[counts.argmax()]
+        keep = (L[:, i, :] == top).all(axis=1)
+        L[~keep, i, :] = -1
+    model = MultiTaskLabelModel(H, seed=0).fit(L)
+    assert model.em_choice_ == {"chosen": "moments",
+                                "reason": "every source emits a single vote vector"}
+    assert np.allclose(model.class_balance_, 1.0 / H.n_feasible)
+    moments = MultiTaskLabelModel(H, estimator="moments", seed=0).fit(L)
+    assert np.array_equal(model.predict_proba_joint(L), moments.predict_proba_joint(L))
+    # the same data with the sources' other votes keeps EM
+    assert MultiTaskLabelModel(H, seed=0).fit(data.L).em_choice_["chosen"] != "moments"

@@ -325,8 +325,8 @@ class MultiTaskLabelModel(BaseLabelModel):
             return p
 
         # EM estimates the balance by default; the moment fallback keeps the uniform prior
-        self._default_balance = class_balance is None and Y_dev is None
-        if self._default_balance and self.estimator == "em":
+        default_balance = class_balance is None and Y_dev is None
+        if default_balance and self.estimator == "em":
             class_balance = "estimate"
         p, p_source = resolve_class_balance(
             class_balance, Y_dev, K, from_gold=lambda Y: joint_balance_from_gold(Y, g),
@@ -346,7 +346,7 @@ class MultiTaskLabelModel(BaseLabelModel):
         self.sources_per_task_ = votes.sources_per_task
         if self.estimator == "moments":
             return self._fit_moments(votes, coding, p, p_source)
-        return self._fit_em(votes, coding, p, p_source)
+        return self._fit_em(votes, coding, p, p_source, default_balance)
 
     def _label_model_params(self) -> dict[str, Any]:
         """The moment settings a one-task model hands to its LabelModel, where they differ
@@ -428,7 +428,9 @@ class MultiTaskLabelModel(BaseLabelModel):
         return post
 
     def _fit_em(self, votes: MultiTaskVotes, coding: MultiTaskCoding, p: np.ndarray | None,
-                p_source: str) -> MultiTaskLabelModel:
+                p_source: str, default_balance: bool) -> MultiTaskLabelModel:
+        """EM over the feasible set; ``default_balance``: no prior was given (the moment
+        fallback for single-valued sources then keeps LabelModel's uniform prior)."""
         g = self.task_graph
         codes, _ = source_codes(votes, coding, int(self.chunk_rows))
         voting = np.asarray(coding.coverage.any(axis=1), dtype=bool)
@@ -444,7 +446,7 @@ class MultiTaskLabelModel(BaseLabelModel):
             choice: dict[str, Any] = {"chosen": "moments",
                                       "reason": "every source emits a single vote vector"}
             self.em_choice_ = choice
-            if self._default_balance:  # LabelModel's default prior for the moment fit
+            if default_balance:  # LabelModel's default prior for the moment fit
                 p, p_source = np.full(g.n_feasible, 1.0 / g.n_feasible), "uniform"
             return self._fit_moments(votes, coding, p, p_source)
         keys = units.keys(codes)
