@@ -1,8 +1,9 @@
 """WeaSEL (end-to-end) vs label model + end model vs majority vote + end model.
 
-Run ``python benchmarks/weasel_benchmark.py`` (about 25-30 minutes on 2 cores, one thread). It prints
-every table and rewrites the ``weasel``, ``weasel_robustness`` and ``weasel_multitask``
-sections of ``benchmarks/RESULTS.md``; the robustness plot goes to
+Run ``python benchmarks/weasel_benchmark.py`` (one thread; each part took about 45 minutes on
+the shared 2-core machine, ``--skip`` runs a subset). It prints every table and rewrites the
+``weasel``, ``weasel_robustness`` and ``weasel_multitask`` sections of
+``benchmarks/RESULTS.md``; the robustness plot goes to
 ``benchmarks/figures/weasel_robustness.png``. ``--quick`` runs a small smoke version (one set,
 one seed, few epochs) and writes nothing.
 
@@ -509,7 +510,8 @@ def main() -> int:
         print(table)
         sections["weasel_ablation"] = (
             "## WeaSEL ablations on the same sets\n\n"
-            "`python benchmarks/weasel_benchmark.py --ablation --skip robustness multitask probabilistic`: "
+            "`python benchmarks/weasel_benchmark.py --ablation --skip robustness multitask "
+            "probabilistic`: "
             "the protocol of the main WeaSEL table, changing one default at a time.\n\n"
             + table)
     elif "main" not in args.skip:
@@ -525,8 +527,8 @@ def main() -> int:
         print(summary)
         sections["weasel"] = (
             "## WeaSEL vs label model + end model vs majority vote + end model\n\n"
-            f"`python benchmarks/weasel_benchmark.py` ({machine_line()}, one thread). Test metric (F1 "
-            "of class 1 for sms and census, accuracy otherwise), mean ± std over seeds "
+            f"`python benchmarks/weasel_benchmark.py` ({machine_line()}, one thread). Test "
+            "metric (F1 of class 1 for sms and census, accuracy otherwise), mean ± std over seeds "
             f"{list(seeds)}; same EndModel network, features and training budget "
             f"({TRAIN['n_epochs']} epochs max, patience {PATIENCE}, early stopping on the "
             "valid split's metric) for every pipeline. Features: TF-IDF (text; relation sets "
