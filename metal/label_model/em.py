@@ -103,6 +103,10 @@ def _check_inputs(A: sp.spmatrix, symbol_source: np.ndarray) -> tuple[sp.csr_mat
     return A, symbol_source.astype(np.int64), n_sources
 
 
+# stored votes up to which fit_em keeps a CSR copy of A's transpose for the M-step
+TRANSPOSE_COPY_NNZ = 2_000_000
+
+
 def _source_sum(symbol_source: np.ndarray, n_sources: int) -> sp.csr_matrix:
     """``(n_sources, S)`` 0/1 matrix that sums the rows of an ``(S, Y)`` table per source."""
     S = symbol_source.shape[0]
@@ -129,6 +133,13 @@ def em_log_posterior(
         ``(n_rows,)`` ``log P(row)``.
     """
     A, symbol_source, _ = _check_inputs(A, symbol_source)
+    return _log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
+
+
+def _log_posterior(A: sp.csr_matrix, symbol_source: np.ndarray, log_tables: np.ndarray,
+                   log_prior: np.ndarray, log_abstain: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`em_log_posterior` on checked inputs (the EM loop checks them once)."""
     if log_abstain is None:
         scores = np.asarray(A @ log_tables) + log_prior[None, :]
     else:
@@ -154,7 +165,7 @@ TablesFromCounts = Callable[[np.ndarray, "np.ndarray | None"],
 
 
 def _m_step(
-    A: sp.csr_matrix,
+    AT: sp.csr_matrix | sp.csc_matrix,
     weighted_post: np.ndarray,
     source_sum: sp.csr_matrix,
     symbol_source: np.ndarray,
@@ -163,7 +174,7 @@ def _m_step(
     tables_from_counts: TablesFromCounts | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table)."""
-    vote_counts = np.asarray(A.T @ weighted_post)
+    vote_counts = np.asarray(AT @ weighted_post)  # AT: the transpose of the symbol matrix
     counts = vote_counts + pseudo_count
     log_abstain = None
     per_source = np.asarray(source_sum @ counts)
@@ -298,10 +309,13 @@ def fit_em(
         with np.errstate(divide="ignore"):
             return np.log(mass / mass.sum())
 
+    # the M-step's A.T @ post: a CSR copy of the transpose is faster than the CSC view while
+    # it is small; for large A the view avoids doubling the memory
+    A_m = A.T.tocsr() if A.nnz <= TRANSPOSE_COPY_NNZ else A.T
     log_abstain: np.ndarray | None
     if post is not None:
         wp = post * w[:, None]
-        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc,
+        log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts)
         log_prior = prior_step(wp)
     else:
@@ -320,8 +334,8 @@ def fit_em(
                       posterior=np.empty((n_rows, Y)))
     previous = -np.inf
     for it in range(1, max_iter + 1):
-        log_post, log_marginal = em_log_posterior(A, symbol_source, log_tables, log_prior,
-                                                  log_abstain)
+        log_post, log_marginal = _log_posterior(A, symbol_source, log_tables, log_prior,
+                                                log_abstain)
         objective = float(w @ log_marginal) + _log_prior_term(pc, log_tables)
         if abst_pc is not None and log_abstain is not None:
             objective += _log_prior_term(abst_pc, log_abstain)
@@ -335,12 +349,12 @@ def fit_em(
             break
         previous = objective
         wp = post * w[:, None]
-        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc,
+        log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts)
         log_prior = prior_step(wp)
     else:
         # the loop ended on an M-step: report the posterior at the final parameters
-        log_post, _ = em_log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
+        log_post, _ = _log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
         post = np.exp(log_post)
     result.log_tables, result.log_prior, result.posterior = log_tables, log_prior, post
     result.log_abstain = log_abstain
