@@ -150,11 +150,22 @@ def _log_posterior(A: sp.csr_matrix, symbol_source: np.ndarray, log_tables: np.n
 
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
-    """``logsumexp`` over each row (scipy's general version is several times slower here)."""
-    top = scores.max(axis=1)
-    top = np.where(np.isfinite(top), top, 0.0)
+    """``logsumexp`` over each row (scipy's general version is several times slower here).
+
+    Column by column: numpy reduces along a short last axis far slower than it combines whole
+    columns elementwise (the sum keeps the same left-to-right order, so the result is the same).
+    """
+    if scores.shape[1] == 0:
+        return np.full(scores.shape[0], -np.inf)
+    top = scores[:, 0].copy()
+    for y in range(1, scores.shape[1]):
+        np.maximum(top, scores[:, y], out=top)
+    top[~np.isfinite(top)] = 0.0
+    total = np.exp(scores[:, 0] - top)
+    for y in range(1, scores.shape[1]):
+        total += np.exp(scores[:, y] - top)
     with np.errstate(divide="ignore"):
-        return np.log(np.exp(scores - top[:, None]).sum(axis=1)) + top
+        return np.log(total) + top
 
 
 #: ``(expected symbol counts + pseudo-counts (S, Y), expected abstain counts + pseudo-counts
@@ -417,20 +428,77 @@ def one_hot_votes(
     return A, np.repeat(np.arange(m), W)
 
 
+# above this many rows, dense rows are grouped by a hash (checked exactly) instead of sorted
+HASH_UNIQUE_ROWS = 100_000
+
+
+def _unique_rows_hashed(
+    L: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`unique_rows` of a large dense matrix via one 64-bit hash per row.
+
+    Each row's bytes, read as 64-bit words, are salted, mixed and summed; the grouping is then
+    checked word for word, and ``None`` (sort instead) is returned on a collision. The
+    distinct rows come in hash order, not sorted.
+    """
+    n = L.shape[0]
+    raw = L.view(np.uint8).reshape(n, -1)
+    width = -(-raw.shape[1] // 8) * 8
+    if width != raw.shape[1]:
+        padded = np.zeros((n, width), dtype=np.uint8)
+        padded[:, :raw.shape[1]] = raw
+        raw = padded
+    words = raw.view(np.uint64)  # (n, width / 8)
+    salts = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1],
+                                                   dtype=np.uint64)
+    h = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for w in range(words.shape[1]):
+            # each word salted by its position and mixed (splitmix-style) before summing: a
+            # plain product keeps a difference in a word's top byte in the top bits only
+            z = words[:, w] + salts[w]
+            z ^= z >> np.uint64(30)
+            z *= np.uint64(0xBF58476D1CE4E5B9)
+            z ^= z >> np.uint64(27)
+            z *= np.uint64(0x94D049BB133111EB)
+            z ^= z >> np.uint64(31)
+            h += z
+    order = np.argsort(h)  # the order among equal hashes does not matter
+    sorted_h = h[order]
+    new_group = np.empty(n, dtype=bool)
+    new_group[0] = True
+    np.not_equal(sorted_h[1:], sorted_h[:-1], out=new_group[1:])
+    starts = np.flatnonzero(new_group)
+    counts = np.diff(np.append(starts, n))
+    first = order[starts]
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(new_group) - 1
+    # only rows that share a hash need checking: a collision sends us back to sorting
+    shared = np.flatnonzero(counts[inverse] > 1)
+    if shared.size and not np.array_equal(words[shared], words[first[inverse[shared]]]):
+        return None
+    return L[first], inverse, counts.astype(np.int64)
+
+
 def unique_rows(
     L: np.ndarray | sp.spmatrix,
 ) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray]:
     """Collapse duplicate rows of a label matrix.
 
     Returns ``(unique, inverse, counts)`` with ``L[i] == unique[inverse[i]]``. Dense input is
-    compared exactly. Sparse input is grouped by two independent 64-bit hashes of each row's
-    stored ``(column, value)`` pairs (a collision needs two rows to agree on 128 random bits),
-    so no dense copy is made.
+    compared exactly (above ``HASH_UNIQUE_ROWS`` rows: grouped by a hash first, then checked).
+    Sparse input is grouped by two independent 64-bit hashes of each row's stored ``(column,
+    value)`` pairs (a collision needs two rows to agree on 128 random bits), so no dense copy
+    is made.
     """
     if not sp.issparse(L):
         L = np.ascontiguousarray(L)
         if L.shape[0] == 0:
             return L, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if L.shape[0] > HASH_UNIQUE_ROWS:
+            hashed = _unique_rows_hashed(L)
+            if hashed is not None:
+                return hashed
         view = L.view(np.dtype((np.void, L.dtype.itemsize * L.shape[1])))[:, 0]
         _, first, inverse, counts = np.unique(view, return_index=True, return_inverse=True,
                                               return_counts=True)
