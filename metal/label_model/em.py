@@ -225,6 +225,7 @@ def fit_em(
     *,
     init_log_tables: np.ndarray | None = None,
     init_log_prior: np.ndarray | None = None,
+    init_log_abstain: np.ndarray | None = None,
     row_weights: np.ndarray | None = None,
     pseudo_count: float | np.ndarray = 1.0,
     prior_pseudo_count: float | np.ndarray = 1.0,
@@ -248,7 +249,8 @@ def fit_em(
     init_posterior
         ``(n_rows, Y)`` starting posterior (majority vote, or the moment fit's posterior); EM
         starts with an M-step from it. Give either this or ``init_log_tables`` and
-        ``init_log_prior`` (EM then starts with an E-step).
+        ``init_log_prior`` (EM then starts with an E-step; with ``implicit_abstain`` also
+        ``init_log_abstain``, the ``(n_sources, Y)`` log abstain table).
     row_weights
         ``(n_rows,)`` non-negative weights, e.g. the counts of deduplicated rows.
     pseudo_count
@@ -336,10 +338,15 @@ def fit_em(
         if log_tables.shape != (A.shape[1], Y):
             raise ConfigError(f"init_log_tables must have shape {(A.shape[1], Y)}, "
                               f"got {log_tables.shape}")
-        if implicit_abstain:
-            raise ConfigError("implicit_abstain needs init_posterior (the abstain table is "
-                              "estimated in the first M-step)")
         log_abstain = None
+        if implicit_abstain:
+            if init_log_abstain is None:
+                raise ConfigError("implicit_abstain needs init_posterior, or init_log_abstain "
+                                  "with the initial tables")
+            log_abstain = np.asarray(init_log_abstain, dtype=np.float64)
+            if log_abstain.shape != (n_sources, Y):
+                raise ConfigError(f"init_log_abstain must have shape {(n_sources, Y)}, "
+                                  f"got {log_abstain.shape}")
 
     result = EMResult(log_tables=log_tables, log_prior=log_prior,
                       posterior=np.empty((n_rows, Y)))
