@@ -101,6 +101,8 @@ class LabelModel(BaseLabelModel):
     treats more than 10% of the votes as no better than random counts as degenerate, and the
     best non-degenerate refinement is kept if its held-out log-likelihood beats the moment
     fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). With more than
+    50,000 rows the rule looks at a seeded thinning to about that many, and the kept EM is
+    refitted on all rows from its thinned fit. With more than
     ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM starts
     from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
 
