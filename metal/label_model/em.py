@@ -437,6 +437,8 @@ def one_hot_votes(
 
 # above this many rows, dense rows are grouped by a hash (checked exactly) instead of sorted
 HASH_UNIQUE_ROWS = 100_000
+# compress_rows keeps L as is when at least this share of its rows are distinct
+MOSTLY_DISTINCT = 0.9
 
 
 def _unique_rows_hashed(
@@ -448,6 +450,35 @@ def _unique_rows_hashed(
     checked word for word, and ``None`` (sort instead) is returned on a collision. The
     distinct rows come in hash order, not sorted.
     """
+    words, h = _row_hashes(L)
+    return _group_hashed(L, words, h, np.argsort(h))
+
+
+def compress_rows(L: np.ndarray | sp.spmatrix) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
+    """Rows and multiplicities that stand for ``L`` in weighted sums over its rows.
+
+    The distinct rows of ``L`` with their counts (:func:`unique_rows`), except for a large
+    dense ``L`` whose rows are nearly all distinct (at least ``MOSTLY_DISTINCT`` of them, by
+    the row hash): merging would then cost more than it saves, and ``L`` comes back as is with
+    counts of 1.
+    """
+    if not sp.issparse(L) and L.shape[0] > HASH_UNIQUE_ROWS:
+        L = np.ascontiguousarray(L)
+        words, h = _row_hashes(L)
+        order = np.argsort(h)
+        sorted_h = h[order]
+        n_distinct = 1 + int(np.count_nonzero(sorted_h[1:] != sorted_h[:-1]))
+        if n_distinct >= MOSTLY_DISTINCT * L.shape[0]:
+            return L, np.ones(L.shape[0], dtype=np.int64)
+        grouped = _group_hashed(L, words, h, order)
+        if grouped is not None:
+            return grouped[0], grouped[2]
+    unique, _, counts = unique_rows(L)
+    return unique, counts
+
+
+def _row_hashes(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a dense matrix as 64-bit words, and one mixed 64-bit hash per row."""
     n = L.shape[0]
     raw = L.view(np.uint8).reshape(n, -1)
     width = -(-raw.shape[1] // 8) * 8
@@ -470,7 +501,13 @@ def _unique_rows_hashed(
             z *= np.uint64(0x94D049BB133111EB)
             z ^= z >> np.uint64(31)
             h += z
-    order = np.argsort(h)  # the order among equal hashes does not matter
+    return words, h
+
+
+def _group_hashed(L: np.ndarray, words: np.ndarray, h: np.ndarray, order: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Group the rows by hash (``order`` sorts ``h``; ties in any order); None on a collision."""
+    n = L.shape[0]
     sorted_h = h[order]
     new_group = np.empty(n, dtype=bool)
     new_group[0] = True

@@ -32,7 +32,7 @@ from metal.label_model.base import (
 from metal.label_model.coding import SourceCoding
 from metal.label_model.dense import DenseScorer, dense_applicable
 from metal.label_model.dependencies import refine_by_components
-from metal.label_model.em import one_hot_votes, unique_rows
+from metal.label_model.em import compress_rows, one_hot_votes
 from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.likelihood import (
@@ -743,7 +743,7 @@ def _vote_data(lm: LabelMatrix, k: int) -> tuple[VoteData, np.ndarray | sp.csr_m
         C = X.tocoo()
         keep = C.data >= 0  # a stored -1 is an abstention
         X = sp.csr_matrix((C.data[keep], (C.row[keep], C.col[keep])), shape=X.shape)
-    unique, _, counts = unique_rows(X)
+    unique, counts = compress_rows(X)
     A, _ = one_hot_votes(unique, k)
     return VoteData(A=A, counts=counts, n_sources=lm.n_sources, cardinality=k), unique
 

@@ -149,3 +149,19 @@ def test_unique_rows_by_hash_matches_sorting(monkeypatch, dtype):
     assert U.shape == sorted_u.shape and counts.sum() == L.shape[0]
     np.testing.assert_array_equal(np.sort(counts), np.sort(sorted_counts))
     assert em._unique_rows_hashed(L) is not None  # no collision on this data: the hash ran
+
+
+def test_compress_rows_merges_duplicates_and_keeps_mostly_distinct_rows(monkeypatch):
+    from metal.label_model import em
+
+    monkeypatch.setattr(em, "HASH_UNIQUE_ROWS", 10)
+    rng = np.random.default_rng(5)
+    distinct = rng.integers(-1, 3, size=(2000, 12)).astype(np.int8)  # ~all rows distinct
+    rows, counts = em.compress_rows(distinct)
+    assert rows is not None and rows.shape == distinct.shape and (counts == 1).all()
+    repeated = distinct[rng.integers(0, 50, size=2000)]
+    rows, counts = em.compress_rows(repeated)
+    assert rows.shape[0] == len({r.tobytes() for r in repeated}) and counts.sum() == 2000
+    # weighted sums over the compressed rows equal sums over all rows
+    np.testing.assert_array_equal((rows.astype(np.int64) * counts[:, None]).sum(axis=0),
+                                  repeated.astype(np.int64).sum(axis=0))
