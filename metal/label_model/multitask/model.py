@@ -29,9 +29,9 @@ from metal.label_model.multitask.likelihood import (
     degenerate_share,
     fit_joint_em,
     joint_log_posterior,
-    start_agreement,
     n_parameters,
     source_codes,
+    start_agreement,
 )
 from metal.label_model.multitask.moments import TIES, fit_joint_moments
 from metal.label_model.multitask.votes import (
@@ -68,15 +68,19 @@ class MultiTaskLabelModel(BaseLabelModel):
     is computed in log space over the feasible set, so predictions are always feasible, and
     per-task marginals are sums of the joint.
 
-    The rule (``estimator="em"``, ``tables="auto"``; label-free, once per fit). Both
-    parameterisations are fitted from the same start; the one with the higher BIC (log
-    likelihood of all votes, abstentions included, minus ``0.5 * n_parameters * log n``)
-    wins, unless more than 10% of its votes come from symbols it does not treat as better
-    than random (the states that agree most with the symbol do not hold its largest
-    probability: the latent states then track which sources fire, not the labels, which
-    happens with many correlated sparse sources); then the other one, and if both fail, the
-    moment estimator is used (``em_choice_`` records the scores). With fewer than three
-    independent source groups voting, EM is not run (the tables of the start are kept).
+    The rule (``estimator="em"``, ``tables="auto"``; label-free, once per fit). Each
+    parameterisation (free, tied, projected) is fitted by EM from hierarchical majority vote
+    and from the moment fit; it is usable only if both runs give the same most probable label
+    vector on at least 95% of the rows (else the votes do not identify the model: e.g. a fine
+    type that one rare source names absorbs its parent's mass) and at most 10% of its votes
+    come from symbols it does not treat as better than random (the states that agree most with
+    the symbol do not hold its largest probability: the latent states then track which sources
+    fire, not the labels). The usable one with the higher BIC (log likelihood of all votes,
+    abstentions included, minus ``0.5 * n_parameters * log n``) wins; if none is usable, the
+    moment estimator is used (``em_choice_`` records the scores). Feasible vectors that no
+    observed vote tells apart share one table and split their prior mass equally. With fewer
+    than three independent source groups voting, EM is not run (the tables of the start are
+    kept).
 
     Estimators. ``"em"`` (default): maximum likelihood (MAP under small pseudo-count priors
     that vanish with n) by EM over the feasible set, started from hierarchical majority vote
@@ -113,8 +117,9 @@ class MultiTaskLabelModel(BaseLabelModel):
         EM parameterisation: ``"free"`` (a free table ``P(symbol | y_j)`` per source),
         ``"tied"`` (one parameter per symbol and *level of agreement* with ``y_j``: e.g. fine
         value right / coarse right but fine wrong / coarse wrong, so a unipolar fine source has
-        three parameters however many feasible vectors there are), or ``"auto"`` (default):
-        both are fitted and the label-free rule below picks one.
+        three parameters however many feasible vectors there are), ``"projected"`` (a free
+        table over the parts of the feasible set the source's own votes tell apart), or
+        ``"auto"`` (default): all three are fitted and the label-free rule above picks one.
     pseudo_count
         Dirichlet pseudo-counts per (source, feasible vector), in rows: spread over the
         source's observed symbols by frequency and tilted towards symbols that agree with the
