@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     train = np.asarray([s in train_sents for s in sentence])
     evalm = ~train
     eval_mentions = [m for m, e in zip(mentions, evalm, strict=True) if e]
-    rows = []
+    rows: list[list[object]] = []
     results: dict[str, dict[str, float]] = {}
     for name, model in models.items():
         pred = model.predict(L, tie_break="first")  # type: ignore[attr-defined]
