@@ -68,6 +68,8 @@ MODELS = ("hierarchical MV", "separate per-task LMs",
 DEV_BALANCE_MODELS: set[str] = {MODELS[1], MODELS[3]}
 DEFAULT_BALANCE = "default"
 CHOICES: dict[str, dict[str, object]] = {}
+#: fine accuracy on the test rows with / without a fine-level vote, per (hierarchy, model)
+SPLITS: dict[str, dict[str, tuple[float, float, int]]] = {}
 
 
 def synthetic_dataset(n_train: int = 10000, n_test: int = 10000) -> HierarchicalDataset:
@@ -159,7 +161,13 @@ def run_hierarchy(ds: HierarchicalDataset, implied: HierarchicalDataset) -> list
                     "chosen": choice["chosen"],
                     **{f"{k} {c}": round(float(v), 3) for k in ("bic", "degenerate_share")
                        for c, v in choice.get(k, {}).items()}}
-            on = scores(h, predict(model, data.L_test), ds.Y_test)
+            preds = predict(model, data.L_test)
+            on = scores(h, preds, ds.Y_test)
+            if balance in ("-", DEFAULT_BALANCE) and label in (MODELS[0], MODELS[1], MODELS[3]):
+                has_fine = (ds.L_test[:, :, 1] >= 0).any(axis=1)
+                ok = preds[:, 1] == ds.Y_test[:, 1]
+                SPLITS.setdefault(ds.name, {})[label] = (
+                    float(ok[has_fine].mean()), float(ok[~has_fine].mean()), int(has_fine.sum()))
             if is_mv:
                 off: tuple[object, ...] = ("-", "-")
             else:
@@ -227,6 +235,11 @@ def interpretation(rows: list[list[object]], names: list[str]) -> list[str]:
             f"{name}: fine accuracy of the joint model {jd:.3f} with its default prior, "
             f"{jl:.3f} with P(Y) from {N_DEV} labels, {ja:.3f} with abstentions modelled; "
             f"separate per-task LMs {sd:.3f} / {sl:.3f} (default / {N_DEV} labels).")
+    for name, split in SPLITS.items():
+        parts = [f"{m} {a:.3f} / {b:.3f}" for m, (a, b, _) in split.items()]
+        n_fine = next(iter(split.values()))[2]
+        lines.append(f"{name}: fine accuracy on the {n_fine} test rows with a fine-level vote / "
+                     f"on the rows without one: " + "; ".join(parts) + ".")
     lines.append(
         "Every real source here is unipolar and sparse, and the sources are correlated (WRENCH "
         "LFs share question-word patterns, keyword lists overlap); no model here is told about "

@@ -231,12 +231,14 @@ class JointFit:
     vote_counts: np.ndarray | None = None  # (S,) votes per symbol in fit
     log_likelihood: float = 0.0  # of the fitted rows (pseudo-count terms excluded)
     n_rows: float = 0.0
+    n_classes: int = 0  # classes of indistinguishable states EM ran over (0: not recorded)
+    row_weights: np.ndarray | None = None  # (n_unique,) counts of the fitted unique rows
 
 
 def fit_joint_em(keys: np.ndarray, units: Units, coding: MultiTaskCoding, feasible: np.ndarray,
                  init_posterior: np.ndarray, *, log_prior: np.ndarray | None,
                  pseudo_count: float, tilt: float, max_iter: int, tol: float,
-                 tied: bool = False) -> JointFit:
+                 tables: str = "free") -> JointFit:
     """EM from a starting posterior over the feasible set (rows deduplicated first).
 
     ``log_prior=None`` estimates the prior over the feasible vectors; an array fixes it.
@@ -246,35 +248,117 @@ def fit_joint_em(keys: np.ndarray, units: Units, coding: MultiTaskCoding, feasib
     assert isinstance(uniq, np.ndarray)
     A, _ = symbols.one_hot(uniq)
     w = counts.astype(np.float64)
-    # the start, averaged over each group of identical rows
-    post = np.zeros((uniq.shape[0], feasible.shape[0]))
+    K = feasible.shape[0]
+    agree = symbol_agreement(symbols, units, coding, feasible)
+    # EM runs over the classes of states that no observed symbol tells apart (see
+    # indistinguishable_states); the class tables and prior are expanded back to the states
+    state_class, n_classes = indistinguishable_states(agree)
+    member = sp.csr_matrix((np.ones(K), (np.arange(K), state_class)), shape=(K, n_classes))
+    size = np.asarray(member.sum(axis=0)).ravel()
+    rep = np.zeros(n_classes, dtype=np.int64)
+    rep[state_class[::-1]] = np.arange(K)[::-1]  # first state of each class
+    agree_c = agree[:, rep]
+    # the start, averaged over each group of identical rows and summed over each class
+    post = np.zeros((uniq.shape[0], K))
     np.add.at(post, inverse, init_posterior)
     post /= counts[:, None]
-    agree = symbol_agreement(symbols, units, coding, feasible)
-    pc = pseudo_counts(A, w, symbols, agree, pseudo_count, tilt)
-    m_step = (tied_m_step(agreement_projection(agree), symbols.symbol_unit, symbols.n_units)
-              if tied else None)
+    post = np.asarray(post @ member)
+    class_log_prior = None
+    if log_prior is not None:  # a given prior: its class totals (the split is kept on expansion)
+        class_log_prior = np.log(np.asarray(np.exp(log_prior) @ member).ravel())
+    pc = pseudo_counts(A, w, symbols, agree_c, pseudo_count, tilt)
+    m_step = None
+    if tables == "tied":
+        m_step = tied_m_step(agreement_projection(agree_c), symbols.symbol_unit,
+                             symbols.n_units)
+    elif tables == "projected":
+        m_step = tied_m_step(unit_partition(agree_c, symbols.symbol_unit, symbols.n_units),
+                             symbols.symbol_unit, symbols.n_units)
     result = fit_em(A, symbols.symbol_unit, post, row_weights=w, pseudo_count=pc,
                     prior_pseudo_count=1.0, fit_prior=log_prior is None,
-                    init_log_prior=log_prior, max_iter=max_iter, tol=tol,
+                    init_log_prior=class_log_prior, max_iter=max_iter, tol=tol,
                     implicit_abstain=True, abstain_pseudo_count=float(pseudo_count),
                     n_sources=symbols.n_units, tables_from_counts=m_step)
     assert result.log_abstain is not None
     _, log_marginal = em_log_posterior(A, symbols.symbol_unit, result.log_tables,
                                        result.log_prior, result.log_abstain)
-    return JointFit(units, symbols, result.log_tables, result.log_abstain, result.log_prior,
-                    result, agree, np.asarray(A.T @ w).ravel(), float(w @ log_marginal),
-                    float(w.sum()))
+    if log_prior is None:  # no evidence splits a class: its members share its mass equally
+        full_log_prior = result.log_prior[state_class] - np.log(size[state_class])
+    else:
+        full_log_prior = np.asarray(log_prior, dtype=np.float64)
+    return JointFit(units, symbols, result.log_tables[:, state_class],
+                    result.log_abstain[:, state_class], full_log_prior, result, agree,
+                    np.asarray(A.T @ w).ravel(), float(w @ log_marginal), float(w.sum()),
+                    n_classes, w)
 
 
-def n_parameters(fit: JointFit, tied: bool) -> int:
+def unit_partition(agreement: np.ndarray, symbol_unit: np.ndarray,
+                   n_units: int) -> np.ndarray:
+    """``(S, K)`` label of each state in its symbol's *unit partition*: states with the same
+    agreement with every symbol of the unit share a label.
+
+    The projected parameterisation: a unit's table depends on the truth only through what
+    its own votes can tell apart (a coarse source sees the coarse type; a unipolar fine source
+    sees "its type / its parent's other types / elsewhere"), with a free table over the parts.
+    All symbols of a unit share the partition, so pooling counts per part is the exact M-step.
+    """
+    levels = np.round(agreement * 1e6).astype(np.int64)
+    out = np.zeros(levels.shape, dtype=np.int64)
+    for u in range(n_units):
+        sel = np.flatnonzero(symbol_unit == u)
+        if sel.size:
+            _, label = np.unique(levels[sel].T, axis=0, return_inverse=True)
+            out[sel] = label.ravel()[None, :]
+    return out
+
+
+def indistinguishable_states(agreement: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(K,)`` class of each state, and the number of classes: states whose agreement with
+    every observed symbol is the same.
+
+    No source's vote tells such states apart (e.g. "no finer type" and every fine type that
+    no source names, below a coarse type that sources do name), so the votes cannot identify
+    how the mass splits between them, nor give them different tables: with free tables the
+    extra states would be unanchored mixture components that drift to whatever clusters of
+    firing patterns raise the likelihood, and the prior between them would follow the start.
+    They share one table and split their class's prior mass equally.
+    """
+    levels = np.round(agreement * 1e6).astype(np.int64)
+    if levels.shape[0] == 0:
+        return np.zeros(agreement.shape[1], dtype=np.int64), 1
+    _, first, inverse = np.unique(levels.T, axis=0, return_index=True, return_inverse=True)
+    # number classes in the order of their first state (stable, readable)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[inverse.ravel()].astype(np.int64), int(first.size)
+
+
+def start_agreement(fits: Sequence[JointFit]) -> float:
+    """Share of the rows (weighted) on which every fit gives the same most probable class of
+    states (1.0 for a single fit): EM from different starts reaching different labels means
+    the votes do not identify the model."""
+    if len(fits) < 2:
+        return 1.0
+    best = []
+    for f in fits:
+        assert f.result is not None
+        best.append(f.result.posterior.argmax(axis=1))
+    weights = fits[0].row_weights
+    assert weights is not None
+    same = np.all([b == best[0] for b in best[1:]], axis=0)
+    return float(weights[same].sum() / max(float(weights.sum()), 1e-300))
+
+
+def n_parameters(fit: JointFit, tables: str) -> int:
     """Free parameters of a fitted joint likelihood (for the BIC): per unit and state, its
-    symbols' probabilities minus one (free tables) or one per (symbol, agreement level)
-    (tied), plus the prior."""
-    K = fit.log_prior.shape[0]
-    if tied:
+    symbols' probabilities (free tables), or per symbol one per agreement level (tied) or per
+    part of its unit's partition (projected), plus the prior."""
+    K = fit.n_classes or fit.log_prior.shape[0]
+    if tables in ("tied", "projected"):
         assert fit.agreement is not None
-        levels = agreement_projection(fit.agreement)
+        levels = (agreement_projection(fit.agreement) if tables == "tied" else
+                  unit_partition(fit.agreement, fit.symbols.symbol_unit, fit.symbols.n_units))
         n_tables = int(sum(np.unique(row).size for row in levels))
     else:
         n_tables = int(fit.symbols.vocab.size) * K

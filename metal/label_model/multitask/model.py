@@ -31,6 +31,7 @@ from metal.label_model.multitask.likelihood import (
     joint_log_posterior,
     n_parameters,
     source_codes,
+    start_agreement,
 )
 from metal.label_model.multitask.moments import TIES, fit_joint_moments
 from metal.label_model.multitask.votes import (
@@ -46,11 +47,16 @@ from metal.tasks.graph import TaskGraph
 from metal.tasks.serialize import task_graph_from_dict
 
 ESTIMATORS = ("em", "moments")
-TABLES = ("auto", "free", "tied")
+TABLES = ("auto", "free", "tied", "projected")
 #: EM fits with more of their votes than this from symbols that are not better than random
 #: are rejected (label-free; the same threshold as the single-task rule)
 MAX_DEGENERATE_SHARE = 0.1
 STARTS = ("majority", "moments")
+#: parameterisations ``tables="auto"`` chooses from
+AUTO_TABLES = ("free", "tied", "projected")
+#: EM fits from the majority-vote and the moment starts must give the same label vector on
+#: at least this share of the rows; else the votes do not identify the model (label-free)
+MIN_START_AGREEMENT = 0.95
 
 
 class MultiTaskLabelModel(BaseLabelModel):
@@ -62,15 +68,19 @@ class MultiTaskLabelModel(BaseLabelModel):
     is computed in log space over the feasible set, so predictions are always feasible, and
     per-task marginals are sums of the joint.
 
-    The rule (``estimator="em"``, ``tables="auto"``; label-free, once per fit). Both
-    parameterisations are fitted from the same start; the one with the higher BIC (log
-    likelihood of all votes, abstentions included, minus ``0.5 * n_parameters * log n``)
-    wins, unless more than 10% of its votes come from symbols it does not treat as better
-    than random (the states that agree most with the symbol do not hold its largest
-    probability: the latent states then track which sources fire, not the labels, which
-    happens with many correlated sparse sources); then the other one, and if both fail, the
-    moment estimator is used (``em_choice_`` records the scores). With fewer than three
-    independent source groups voting, EM is not run (the tables of the start are kept).
+    The rule (``estimator="em"``, ``tables="auto"``; label-free, once per fit). Each
+    parameterisation (free, tied, projected) is fitted by EM from hierarchical majority vote
+    and from the moment fit; it is usable only if both runs give the same most probable label
+    vector on at least 95% of the rows (else the votes do not identify the model: e.g. a fine
+    type that one rare source names absorbs its parent's mass) and at most 10% of its votes
+    come from symbols it does not treat as better than random (the states that agree most with
+    the symbol do not hold its largest probability: the latent states then track which sources
+    fire, not the labels). The usable one with the higher BIC (log likelihood of all votes,
+    abstentions included, minus ``0.5 * n_parameters * log n``) wins; if none is usable, the
+    moment estimator is used (``em_choice_`` records the scores). Feasible vectors that no
+    observed vote tells apart share one table and split their prior mass equally. With fewer
+    than three independent source groups voting, EM is not run (the tables of the start are
+    kept).
 
     Estimators. ``"em"`` (default): maximum likelihood (MAP under small pseudo-count priors
     that vanish with n) by EM over the feasible set, started from hierarchical majority vote
@@ -107,8 +117,9 @@ class MultiTaskLabelModel(BaseLabelModel):
         EM parameterisation: ``"free"`` (a free table ``P(symbol | y_j)`` per source),
         ``"tied"`` (one parameter per symbol and *level of agreement* with ``y_j``: e.g. fine
         value right / coarse right but fine wrong / coarse wrong, so a unipolar fine source has
-        three parameters however many feasible vectors there are), or ``"auto"`` (default):
-        both are fitted and the label-free rule below picks one.
+        three parameters however many feasible vectors there are), ``"projected"`` (a free
+        table over the parts of the feasible set the source's own votes tell apart), or
+        ``"auto"`` (default): all three are fitted and the label-free rule above picks one.
     pseudo_count
         Dirichlet pseudo-counts per (source, feasible vector), in rows: spread over the
         source's observed symbols by frequency and tilted towards symbols that agree with the
@@ -399,12 +410,12 @@ class MultiTaskLabelModel(BaseLabelModel):
         return self
 
     def _start_posterior(self, L_votes: MultiTaskVotes, coding: MultiTaskCoding,
-                         codes: np.ndarray) -> np.ndarray:
+                         start: str) -> np.ndarray:
         """``(n, K)`` starting posterior: smoothed hierarchical majority vote, or the moment
         fit's posterior."""
         g = self.task_graph
         K = g.n_feasible
-        if self.start == "moments":
+        if start == "moments":
             stats = coding.statistics(L_votes, int(self.chunk_rows))
             res = fit_joint_moments(stats, coding, g.feasible, None, tie=self.tie,
                                     method=self.method, max_iter=int(self.max_iter),
@@ -452,7 +463,6 @@ class MultiTaskLabelModel(BaseLabelModel):
             return self._fit_moments(votes, coding, p, p_source)
         keys = units.keys(codes)
         del codes
-        start = self._start_posterior(votes, coding, keys)
         max_iter = int(self.em_max_iter)
         if len(groups) < 3:
             # two independent views cannot separate accuracy from class balance: keep the
@@ -462,31 +472,44 @@ class MultiTaskLabelModel(BaseLabelModel):
                           "the tables are those of the majority-vote start",
                           MetalWarning, stacklevel=3)
             max_iter = 1
+        # EM runs from the chosen start and, as an identifiability check, from the other one
+        start_names = [str(self.start)]
+        if max_iter > 1:
+            start_names.append("moments" if self.start == "majority" else "majority")
+        starts = {name: self._start_posterior(votes, coding, name) for name in start_names}
         log_prior = None if p is None else np.log(p)
-        candidates = ["free", "tied"] if self.tables == "auto" else [str(self.tables)]
-        fits, scores, shares = {}, {}, {}
+        candidates = list(AUTO_TABLES) if self.tables == "auto" else [str(self.tables)]
+        fits, scores, shares, agreements = {}, {}, {}, {}
         for name in candidates:
-            fit = fit_joint_em(keys, units, coding, g.feasible, start, log_prior=log_prior,
-                               pseudo_count=float(self.pseudo_count), tilt=2.0,
-                               max_iter=max_iter, tol=float(self.em_tol),
-                               tied=name == "tied")
+            runs = [fit_joint_em(keys, units, coding, g.feasible, start, log_prior=log_prior,
+                                 pseudo_count=float(self.pseudo_count), tilt=2.0,
+                                 max_iter=max_iter, tol=float(self.em_tol), tables=name)
+                    for start in starts.values()]
+            fit = max(runs, key=lambda f: f.log_likelihood)
             assert fit.vote_counts is not None
             fits[name] = fit
+            agreements[name] = start_agreement(runs)
             # BIC: the likelihood of the votes (abstentions included) against the parameters
-            scores[name] = (fit.log_likelihood - 0.5 * n_parameters(fit, name == "tied")
+            scores[name] = (fit.log_likelihood - 0.5 * n_parameters(fit, name)
                             * np.log(max(fit.n_rows, 2.0)))
             shares[name] = degenerate_share(fit, fit.vote_counts)
         ranked = sorted(candidates, key=lambda c: -scores[c])
-        usable = [c for c in ranked if shares[c] <= MAX_DEGENERATE_SHARE]
+        usable = [c for c in ranked if shares[c] <= MAX_DEGENERATE_SHARE
+                  and agreements[c] >= MIN_START_AGREEMENT]
         if max_iter == 1:
             usable = ranked[:1]
         chosen = usable[0] if usable else "moments"
-        self.em_choice_ = {"chosen": chosen, "bic": scores, "degenerate_share": shares}
+        self.em_choice_ = {"chosen": chosen, "bic": scores, "degenerate_share": shares,
+                           "start_agreement": agreements}
         if chosen == "moments":
-            warnings.warn("EM over the feasible set left 'better than random' for more than "
+            warnings.warn("EM over the feasible set is not usable here: from the majority-vote "
+                          "and the moment starts it reaches different labels (agreement "
+                          f"{agreements}, needed {MIN_START_AGREEMENT:.0%}: the votes do not "
+                          "identify the model), or it leaves 'better than random' for more than "
                           f"{MAX_DEGENERATE_SHARE:.0%} of the votes (shares {shares}); the "
-                          "latent states track which sources fire rather than the labels, so "
-                          "the moment estimator is used instead", MetalWarning, stacklevel=3)
+                          "moment estimator is used instead", MetalWarning, stacklevel=3)
+            if default_balance:  # LabelModel's default prior for the moment fit
+                p, p_source = np.full(g.n_feasible, 1.0 / g.n_feasible), "uniform"
             self._fit_moments(votes, coding, p, p_source)
             return self
         fit = fits[chosen]
