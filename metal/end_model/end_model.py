@@ -86,7 +86,9 @@ class MultiTaskEndModel:
         voted (their probabilistic labels are only the prior). ``False`` keeps them.
     trainer
         A :class:`TrainerConfig` or dict; ``**train_options`` override its fields (e.g.
-        ``n_epochs=20, lr=1e-3, patience=5, valid_metric="f1"``).
+        ``n_epochs=20, lr=1e-3, patience=5, valid_metric="f1"``). With several tasks,
+        ``valid_metric`` is the mean over tasks, or one task's score as
+        ``"<task>_<metric>"`` (e.g. ``"fine_accuracy"``).
     seed
         Seeds initialisation, batch order and dropout (the global RNG is not touched).
     device
