@@ -6,8 +6,7 @@ Coarse sources are WRENCH's 68 TREC labeling functions, fine sources are questio
 head-noun regexes (``benchmarks/hierarchy_sources/trec.py``). The multi-task label model fits
 both levels jointly over the hierarchy's feasible (coarse, fine) pairs; a multi-task end model
 (shared trunk, one head per level) learns from the argmax of its per-level probabilities and
-decodes jointly,
-so its (coarse, fine) predictions always agree.
+decodes jointly, so its (coarse, fine) predictions always agree.
 """
 
 from __future__ import annotations
