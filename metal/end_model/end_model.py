@@ -87,7 +87,9 @@ class MultiTaskEndModel:
         voted (their probabilistic labels are only the prior). ``False`` keeps them.
     trainer
         A :class:`TrainerConfig` or dict; ``**train_options`` override its fields (e.g.
-        ``n_epochs=20, lr=1e-3, patience=5, valid_metric="f1"``).
+        ``n_epochs=20, lr=1e-3, patience=5, valid_metric="f1"``). With several tasks,
+        ``valid_metric`` is the mean over tasks, or one task's score as
+        ``"<task>_<metric>"`` (e.g. ``"fine_accuracy"``).
     seed
         Seeds initialisation, batch order and dropout (the global RNG is not touched).
     device
@@ -346,9 +348,17 @@ class MultiTaskEndModel:
                    device: torch.device) -> Callable[[], dict[str, float]]:
         names = list(self.tasks_)
         base = metric[len("valid_"):] if metric.startswith("valid_") else metric
+        # "<task>_<metric>" selects on one task's score (e.g. the fine level of a hierarchy);
+        # the validator then reports every task's score under that name
+        if len(names) > 1 and base not in METRICS and base != "loss":
+            for t in names:
+                if base.startswith(f"{t}_") and base[len(t) + 1:] in METRICS:
+                    base = base[len(t) + 1:]
+                    break
         wanted = [m for m in (base,) if m in METRICS]
         if base not in METRICS and base != "loss":
-            raise ConfigError(f"valid_metric={metric!r}; expected 'loss' or one of {METRICS}")
+            raise ConfigError(f"valid_metric={metric!r}; expected 'loss', one of {METRICS} or, "
+                              f"with several tasks, '<task>_<metric>' for a task in {names}")
 
         def validate() -> dict[str, float]:
             probs = self._predict_proba_list(Xv, device)

@@ -242,6 +242,24 @@ def test_early_stopping_on_accuracy_selects_max() -> None:
     assert model.score(Xv, yv)["accuracy"] == pytest.approx(max(accs))
 
 
+def test_early_stopping_on_one_task_of_several() -> None:
+    X, ya, yb = two_task_data(300, 13)
+    Xv, yva, yvb = two_task_data(100, 14)
+    model = MultiTaskEndModel({"a": 2, "b": 3}, hidden=(16,), n_epochs=6, lr=0.01,
+                              patience=None, valid_metric="b_accuracy")
+    model.fit(X, [ya, yb], X_valid=Xv, Y_valid=[yva, yvb])
+    accs_b = [h["valid_b_accuracy"] for h in model.history_]
+    means = [h["valid_accuracy"] for h in model.history_]
+    # selected on task b's accuracy, not on the mean over tasks
+    assert model.best_epoch_ == int(np.argmax(accs_b))
+    assert model.best_score_ == pytest.approx(max(accs_b))
+    assert model.score(Xv, [yva, yvb])["b"]["accuracy"] == pytest.approx(max(accs_b))
+    assert len(means) == len(accs_b)
+    with pytest.raises(ConfigError, match="<task>_<metric>"):
+        MultiTaskEndModel({"a": 2, "b": 3}, valid_metric="c_accuracy", **FAST).fit(
+            X, [ya, yb], X_valid=Xv, Y_valid=[yva, yvb])
+
+
 class Interrupt(Exception):
     pass
 
