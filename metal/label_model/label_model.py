@@ -49,6 +49,7 @@ from metal.label_model.likelihood import (
     multi_valued_share,
     one_coin_em,
     run_em,
+    thin_rows,
 )
 from metal.label_model.posterior import log_posterior, log_tables
 from metal.label_model.statistics import SourceStatistics, third_moments
@@ -100,6 +101,8 @@ class LabelModel(BaseLabelModel):
     treats more than 10% of the votes as no better than random counts as degenerate, and the
     best non-degenerate refinement is kept if its held-out log-likelihood beats the moment
     fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). With more than
+    50,000 rows the rule looks at a seeded thinning to about that many, and the kept EM is
+    refitted on all rows from its thinned fit. With more than
     ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM starts
     from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
 
@@ -405,35 +408,56 @@ class LabelModel(BaseLabelModel):
         """EM refinement of the moment fit (or of the majority vote), chosen by the rule."""
         data, unique = vote_data
         n_rows = lm.n_rows
+        rule = len(candidates) > 1 or moments and self.mode == "auto"
+        # with many rows the rule looks at a thinning of them: the starting posterior is needed
+        # on those rows only, and on all rows only when the final fit cannot start warm
+        rule_data, keep = thin_rows(data, int(self.seed)) if rule else (data, None)
+
+        def start_of(rows: np.ndarray | None) -> np.ndarray:
+            if moments:
+                balance = self.class_balance_
+                if p is None:  # start from the moment tables with a uniform, not drifted, prior
+                    self.class_balance_ = np.full(k, 1.0 / k)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MetalWarning)  # unseen values: fit's rows
+                    out = self.predict_proba(unique if rows is None else unique[rows])
+                self.class_balance_ = balance
+                return out
+            A = data.A if rows is None else data.A[rows]
+            share = np.asarray(A @ np.tile(np.eye(k), (lm.n_sources, 1)))
+            total = share.sum(axis=1, keepdims=True)
+            return np.where(total > 0, share / np.maximum(total, 1.0), 1.0 / k)
+
+        moment_tables = None
         if moments:
-            balance = self.class_balance_
-            if p is None:  # start from the moment tables with a uniform, not a drifted, prior
-                self.class_balance_ = np.full(k, 1.0 / k)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MetalWarning)  # unseen values: same rows as fit
-                start = self.predict_proba(unique)
-            self.class_balance_ = balance
             moment_tables = Tables(votes=self.indicator_probs_[: lm.n_sources * k],
                                    abstain=self.abstain_probs_[: lm.n_sources],
                                    class_balance=self.class_balance_)
-        else:
-            share = np.asarray(data.A @ np.tile(np.eye(k), (lm.n_sources, 1)))
-            total = share.sum(axis=1, keepdims=True)
-            start = np.where(total > 0, share / np.maximum(total, 1.0), 1.0 / k)
-            moment_tables = None
+        start: np.ndarray | None = start_of(keep)
         # a class balance the user gave (or Y_dev, or "uniform") stays fixed; by default the
         # EM stage estimates it (the moment stage keeps it uniform)
         fixed = np.log(p) if fixed_balance and p is not None else None
         max_iter = int(self.max_iter)
         em_tol = 1e-7
         choice = None
-        if len(candidates) > 1 or moments and self.mode == "auto":
-            choice = choose_mode(data, start, moment_tables, candidates, fixed,
+        warm = None
+        if rule:
+            assert start is not None
+            choice = choose_mode(rule_data, start, moment_tables, candidates, fixed,
                                  float(self.prob_floor), int(self.seed), max_iter, em_tol,
-                                 self._prior_pseudo)
+                                 self._prior_pseudo, thinned=True)
             chosen = choice.chosen
+            if keep is not None:
+                warm = choice.fits.get(chosen)
+            choice.fits = {}
         else:
             chosen = candidates[0]
+        if keep is not None:
+            # the thinned rows' start is no start for all rows: a warm start replaces it, or
+            # the start is computed on all rows where needed
+            start = None
+            if warm is None and (chosen != "moments" or (p is None and moments)):
+                start = start_of(None)
         if chosen == "moments":
             assert self.fit_info_ is not None
             self.fit_info_.mode_choice = choice
@@ -446,6 +470,7 @@ class LabelModel(BaseLabelModel):
             return self
         weights = data.counts.astype(np.float64)
         if chosen == "em_one_coin":
+            assert start is not None
             tables, n_iter = one_coin_em(data, start, weights, max_iter, em_tol, fixed)
             self._set_fitted(SourceCoding(lm.n_sources, k), tables.votes, tables.abstain,
                              tables.class_balance, np.flatnonzero(data.vote_counts() > 0),
@@ -459,8 +484,12 @@ class LabelModel(BaseLabelModel):
             return self
         abstain = chosen == "em_abstain"
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
-                     em_tol, self._prior_pseudo)
-        perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
+                     em_tol, self._prior_pseudo, init=None if warm is None else warm[0])
+        if warm is None:
+            assert start is not None
+            perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
+        else:  # the warm start's states: named on the thinned rows
+            perm = warm[1]
         tables = em_tables(data, res, abstain, data.counts.astype(np.float64), perm)
         coding = SourceCoding(lm.n_sources, k)
         emitted = np.flatnonzero(data.vote_counts() > 0)
