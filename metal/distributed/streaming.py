@@ -39,6 +39,7 @@ from metal.label_model.statistics import SourceStatistics
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, check_label_matrix
 
 __all__ = [
+    "BlockPosterior",
     "StatisticsAccumulator",
     "StreamingLabelModel",
     "chunk_statistics",
