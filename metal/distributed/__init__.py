@@ -6,6 +6,7 @@ modules explicitly, so their dependencies are paid only by those who use them.
 """
 
 from metal.distributed.streaming import (
+    BlockPosterior,
     StatisticsAccumulator,
     StreamingLabelModel,
     chunk_statistics,
@@ -17,6 +18,7 @@ from metal.distributed.streaming import (
 )
 
 __all__ = [
+    "BlockPosterior",
     "StatisticsAccumulator",
     "StreamingLabelModel",
     "chunk_statistics",

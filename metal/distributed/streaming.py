@@ -22,18 +22,31 @@ import numpy as np
 
 from metal.errors import ConfigError, DataFormatError, LabelMatrixError
 from metal.label_model.base import balance_from_gold, check_cardinality
-from metal.label_model.dense import dense_applicable, dense_cooccurrence, statistics_from_counts
-from metal.label_model.label_model import MAX_MOMENT_INDICATORS, LabelModel, label_statistics
+from metal.label_model.dense import (
+    MAX_DENSE_INDICATORS,
+    DenseCounter,
+    DenseScorer,
+    dense_applicable,
+    statistics_from_counts,
+)
+from metal.label_model.label_model import (
+    MAX_MOMENT_INDICATORS,
+    LabelModel,
+    _warn_unseen,
+    label_statistics,
+)
 from metal.label_model.statistics import SourceStatistics
 from metal.matrix import DEFAULT_CHUNK_ROWS, LabelInput, check_label_matrix
 
 __all__ = [
+    "BlockPosterior",
     "StatisticsAccumulator",
     "StreamingLabelModel",
     "chunk_statistics",
     "fit_stream",
     "iter_chunks",
     "predict_proba_stream",
+    "npy_header",
     "read_npy_chunks",
     "stream_statistics",
 ]
@@ -49,16 +62,8 @@ def iter_chunks(L: LabelInput, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator
         yield L[start:start + int(chunk_rows)]
 
 
-def read_npy_chunks(path: str | os.PathLike[str],
-                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[np.ndarray]:
-    """Read a 2-D ``.npy`` label matrix from disk block by block (plain reads, no mmap).
-
-    Only one block is resident at a time: unlike ``np.load(mmap_mode="r")``, whose touched
-    pages stay mapped into the process, the memory used does not grow with the file.
-    """
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
-            or chunk_rows < 1:
-        raise ConfigError(f"chunk_rows={chunk_rows!r} must be a positive int")
+def npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, int], np.dtype[Any], int]:
+    """Shape, dtype and data offset of a 2-D C-ordered integer ``.npy`` label matrix."""
     with open(path, "rb") as f:
         try:
             version = np.lib.format.read_magic(f)
@@ -69,19 +74,54 @@ def read_npy_chunks(path: str | os.PathLike[str],
         except ValueError as err:
             raise DataFormatError(f"{path} is not a .npy file ({err}); expected an array "
                                   "written by np.save") from err
-        if len(shape) != 2 or fortran or dtype.hasobject:
-            raise DataFormatError(
-                f"{path} holds a {'Fortran-ordered ' if fortran else ''}{dtype} array of shape "
-                f"{shape}; expected a C-ordered 2-D integer (n, m) label matrix. Re-save it with "
-                "np.save(path, np.ascontiguousarray(L))")
-        n, m = shape
-        for start in range(0, n, int(chunk_rows)):
-            rows = min(int(chunk_rows), n - start)
-            block = np.empty((rows, m), dtype=dtype)
+        offset = f.tell()
+    if len(shape) != 2 or fortran or dtype.hasobject or dtype.kind not in "iu":
+        raise DataFormatError(
+            f"{path} holds a {'Fortran-ordered ' if fortran else ''}{dtype} array of shape "
+            f"{shape}; expected a C-ordered 2-D integer (n, m) label matrix. Re-save it with "
+            "np.save(path, np.ascontiguousarray(L).astype(np.int8))")
+    return (int(shape[0]), int(shape[1])), dtype, offset
+
+
+def read_npy_chunks(path: str | os.PathLike[str], chunk_rows: int = DEFAULT_CHUNK_ROWS, *,
+                    start: int = 0, stop: int | None = None,
+                    reuse_buffer: bool = False) -> Iterator[np.ndarray]:
+    """Read a 2-D ``.npy`` label matrix from disk block by block (plain reads, no mmap).
+
+    Only one block is resident at a time: unlike ``np.load(mmap_mode="r")``, whose touched
+    pages stay mapped into the process, the memory used does not grow with the file.
+
+    Parameters
+    ----------
+    path
+        A ``.npy`` file holding a C-ordered 2-D integer matrix.
+    chunk_rows
+        Rows per block.
+    start, stop
+        Read only rows ``start..stop-1`` (default: all of them).
+    reuse_buffer
+        Read every block into the same buffer and yield views of it: nothing is allocated
+        per block, but a block is overwritten by the next one, so use each before asking for
+        the next (as ``fit_stream`` and ``predict_proba_stream`` do).
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
+            or chunk_rows < 1:
+        raise ConfigError(f"chunk_rows={chunk_rows!r} must be a positive int")
+    (n, m), dtype, offset = npy_header(path)
+    stop = n if stop is None else min(int(stop), n)
+    if not 0 <= int(start) <= stop:
+        raise ConfigError(f"rows {start}..{stop} are not inside the {n} rows of {path}")
+    step = int(chunk_rows)
+    buf = np.empty((min(step, max(stop - start, 1)), m), dtype=dtype) if reuse_buffer else None
+    with open(path, "rb") as f:
+        f.seek(offset + int(start) * m * dtype.itemsize)
+        for first in range(int(start), stop, step):
+            rows = min(step, stop - first)
+            block = buf[:rows] if buf is not None else np.empty((rows, m), dtype=dtype)
             got = f.readinto(memoryview(block).cast("B"))  # type: ignore[arg-type]
             if got != block.nbytes:
-                raise DataFormatError(f"{path} ended inside the block of rows {start}.."
-                                      f"{start + rows - 1} of {n}; the file is truncated")
+                raise DataFormatError(f"{path} ended inside the block of rows {first}.."
+                                      f"{first + rows - 1} of {n}; the file is truncated")
             yield block
 
 
@@ -98,8 +138,7 @@ class StatisticsAccumulator:
     def __init__(self, cardinality: int) -> None:
         self.cardinality = check_cardinality(cardinality)
         self.n_sources: int | None = None
-        self._dense: np.ndarray | None = None
-        self._dense_rows = 0
+        self._dense: DenseCounter | None = None
         self._sparse: SourceStatistics | None = None
 
     def add(self, chunk: LabelInput) -> StatisticsAccumulator:
@@ -113,9 +152,9 @@ class StatisticsAccumulator:
                 "same order.")
         self.n_sources = lm.n_sources
         if dense_applicable(lm.data, lm.n_sources * k):
-            gram = dense_cooccurrence(lm.data, k)  # type: ignore[arg-type]
-            self._dense = gram if self._dense is None else self._dense + gram
-            self._dense_rows += lm.n_rows
+            if self._dense is None:  # one counter: its work buffers serve every chunk
+                self._dense = DenseCounter(lm.n_sources, k)
+            self._dense.add(lm.data)  # type: ignore[arg-type]
         else:
             part = label_statistics(lm.data, k)
             self._sparse = part if self._sparse is None else self._sparse.merge(part)
@@ -132,7 +171,8 @@ class StatisticsAccumulator:
 
     @property
     def n_rows(self) -> int:
-        return self._dense_rows + (0 if self._sparse is None else self._sparse.n_rows)
+        dense = 0 if self._dense is None else self._dense.n_rows
+        return dense + (0 if self._sparse is None else self._sparse.n_rows)
 
     def result(self) -> SourceStatistics:
         """The statistics of every row added so far."""
@@ -141,8 +181,8 @@ class StatisticsAccumulator:
                                    "label-matrix block")
         parts = [] if self._sparse is None else [self._sparse]
         if self._dense is not None:
-            parts.append(statistics_from_counts(self._dense, self._dense_rows, self.n_sources,
-                                                self.cardinality))
+            parts.append(statistics_from_counts(self._dense.cooccurrence(), self._dense.n_rows,
+                                                self.n_sources, self.cardinality))
         return parts[0] if len(parts) == 1 else parts[0].merge(parts[1])
 
 
@@ -258,12 +298,47 @@ def fit_stream(model: LabelModel, chunks: Iterable[LabelInput], class_balance: A
     return fit_statistics_checked(model, stats, class_balance=prior)
 
 
+class BlockPosterior:
+    """``model.predict_proba`` of many blocks, with one set of work buffers for all of them.
+
+    For independent sources and dense blocks with few indicators the integer-product scorer
+    is built once and reused, so scoring a long stream (or a Dask partition read piece by
+    piece) allocates nothing per block beyond its result. Other blocks go through
+    ``model.predict_proba``. Results equal ``model.predict_proba(block)``.
+    """
+
+    def __init__(self, model: LabelModel) -> None:
+        model._check_fitted()
+        self.model = model
+        self.k = int(model.cardinality)
+        self.m = int(model.n_sources_)
+        coding = model.coding_
+        self.scorer: DenseScorer | None = None
+        if coding.all_singletons and 0 < coding.n_indicators <= MAX_DENSE_INDICATORS:
+            table, base, unseen = model._log_tables()
+            self.scorer = DenseScorer(table, base, self.m, self.k, unseen)
+
+    def __call__(self, block: LabelInput, out: np.ndarray | None = None) -> np.ndarray:
+        """``(rows, k)`` posterior of ``block``, written into ``out`` if given."""
+        lm = check_label_matrix(block, cardinality=self.k, n_sources=self.m)
+        if self.scorer is not None and dense_applicable(lm.data, self.m * self.k):
+            res, n_unseen = self.scorer.log_proba(lm.data, out=out)  # type: ignore[arg-type]
+            _warn_unseen(n_unseen, stacklevel=2)
+            return np.exp(res, out=res)
+        probs = self.model.predict_proba(lm.data)
+        if out is None:
+            return probs
+        out[...] = probs
+        return out
+
+
 def predict_proba_stream(model: LabelModel, chunks: Iterable[LabelInput]
                          ) -> Iterator[np.ndarray]:
     """Yield ``model.predict_proba(chunk)`` for every chunk, one at a time."""
+    posterior = BlockPosterior(model)
     for i, chunk in enumerate(_as_chunk_iterable(chunks)):
         try:
-            yield model.predict_proba(chunk)
+            yield posterior(chunk)
         except LabelMatrixError as err:
             raise LabelMatrixError(f"chunk {i}: {err}") from err
 

@@ -28,8 +28,10 @@ from metal.label_model.statistics import SourceStatistics
 
 # m*k up to which the dense (m*k)^2 integer product beats the sparse one
 MAX_DENSE_INDICATORS = 1024
-# bytes of the int8 indicator block processed at once
-MAX_BLOCK_BYTES = 16 * 2**20
+# bytes of the int8 indicator block processed at once (larger blocks are no faster)
+MAX_BLOCK_BYTES = 4 * 2**20
+# fewest rows per block when a short matrix's blocks are sized down to an eighth of it
+MIN_BLOCK_ROWS = 1024
 # signed base-256 digits of the fixed-point log-likelihood table (40 bits)
 SCORE_DIGITS = 5
 
@@ -51,16 +53,28 @@ def _int_mm() -> Any:
     return _INT_MM
 
 
-def _matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False) -> np.ndarray:
-    """Exact ``a @ b`` (``a.T @ b`` with ``transpose_a``) of int8 matrices, int64 result."""
+def _matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """Exact ``a @ b`` (``a.T @ b`` with ``transpose_a``) of int8 matrices, as int32.
+
+    ``out`` (a C-contiguous int32 array of the result's shape) is filled and returned, so a
+    caller that reuses it allocates nothing per block.
+    """
     mm = _int_mm()
     if mm is not False:
         import torch
 
         ta = torch.from_numpy(a)
-        return mm(ta.T if transpose_a else ta, torch.from_numpy(b)).numpy().astype(np.int64)
+        if out is None:
+            return mm(ta.T if transpose_a else ta, torch.from_numpy(b)).numpy()
+        mm(ta.T if transpose_a else ta, torch.from_numpy(b), out=torch.from_numpy(out))
+        return out
     fa = a.astype(np.float64)
-    return ((fa.T if transpose_a else fa) @ b.astype(np.float64)).astype(np.int64)
+    res = ((fa.T if transpose_a else fa) @ b.astype(np.float64)).astype(np.int32)
+    if out is None:
+        return res
+    out[...] = res
+    return out
 
 
 def dense_applicable(L: Any, n_indicators: int) -> bool:
@@ -69,8 +83,13 @@ def dense_applicable(L: Any, n_indicators: int) -> bool:
             and 0 < n_indicators <= MAX_DENSE_INDICATORS)
 
 
-def _block_rows(n_indicators: int) -> int:
-    return max(256, MAX_BLOCK_BYTES // max(n_indicators, 1))
+def block_rows(n_indicators: int, n_rows: int | None = None) -> int:
+    """Rows per block: at most :data:`MAX_BLOCK_BYTES` of indicators, and for a short matrix
+    at most an eighth of its rows, so the work buffers stay small next to the matrix itself."""
+    rows = max(256, MAX_BLOCK_BYTES // max(n_indicators, 1))
+    if n_rows is not None:
+        rows = min(rows, max(MIN_BLOCK_ROWS, -(-int(n_rows) // 8)))
+    return rows
 
 
 def _indicators(block: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
@@ -87,6 +106,42 @@ def _source_major(m: int, k: int) -> np.ndarray:
     return (np.arange(k)[None, :] * m + np.arange(m)[:, None]).ravel()
 
 
+class DenseCounter:
+    """Accumulates the ``(m*k)^2`` co-occurrence counts of dense blocks, block by block.
+
+    Its work buffers are allocated once and reused for every block added, so a long stream
+    of blocks (a file read piece by piece, a Dask partition) does not allocate per block.
+    """
+
+    def __init__(self, n_sources: int, cardinality: int, n_rows: int | None = None) -> None:
+        self.m, self.k = int(n_sources), int(cardinality)
+        self.rows = block_rows(self.m * self.k, n_rows)
+        self.gram = np.zeros((self.m, self.k, self.m, self.k), dtype=np.int64)  # [i, v, j, w]
+        self.n_rows = 0
+        self._buf: np.ndarray | None = None
+        self._prod = np.empty((self.m, self.m), dtype=np.int32)
+
+    def add(self, L: np.ndarray) -> DenseCounter:
+        """Count the rows of a validated dense ``(rows, m)`` block."""
+        n, k = L.shape[0], self.k
+        if self._buf is None:
+            self._buf = np.empty((k, min(self.rows, max(n, 1)), self.m), dtype=np.int8)
+        step = self._buf.shape[1]
+        for start in range(0, n, step):
+            X = _indicators(L[start:start + step], k, self._buf)
+            for v in range(k):
+                for w in range(v, k):
+                    g = _matmul(X[v], X[w], transpose_a=True, out=self._prod)
+                    self.gram[:, v, :, w] += g
+                    if w != v:
+                        self.gram[:, w, :, v] += g.T
+        self.n_rows += n
+        return self
+
+    def cooccurrence(self) -> np.ndarray:
+        return self.gram.reshape(self.m * self.k, self.m * self.k)
+
+
 def dense_cooccurrence(L: np.ndarray, cardinality: int) -> np.ndarray:
     """``(m*k, m*k)`` int64 co-occurrence counts of a dense ``-1``-padded block.
 
@@ -94,19 +149,7 @@ def dense_cooccurrence(L: np.ndarray, cardinality: int) -> np.ndarray:
     votes ``w``; the diagonal holds the counts of each ``(source, value)``.
     """
     n, m = L.shape
-    k = int(cardinality)
-    rows = _block_rows(m * k)
-    buf = np.empty((k, min(rows, n), m), dtype=np.int8)
-    gram = np.zeros((m, k, m, k), dtype=np.int64)  # [i, v, j, w]
-    for start in range(0, n, rows):
-        X = _indicators(L[start:start + rows], k, buf)
-        for v in range(k):
-            for w in range(v, k):
-                g = _matmul(X[v], X[w], transpose_a=True)
-                gram[:, v, :, w] += g
-                if w != v:
-                    gram[:, w, :, v] += g.T
-    return gram.reshape(m * k, m * k)
+    return DenseCounter(m, cardinality, n).add(L).cooccurrence()
 
 
 def statistics_from_counts(cooccurrence: np.ndarray, n_rows: int, n_sources: int,
@@ -172,31 +215,63 @@ class DenseScorer:
             for y in range(k - 1):
                 self.combine[d * (k - 1) + y, y] = np.ldexp(256.0 ** d, self.exponent)
 
-    def log_proba(self, L: np.ndarray) -> tuple[np.ndarray, int]:
-        """``(n, k)`` log posterior of a dense block and its number of votes on unseen values."""
+    def _buffers(self, rows: int) -> dict[str, np.ndarray]:
+        """Work buffers for blocks of up to ``rows`` rows, allocated once and reused."""
+        bufs = getattr(self, "_bufs", None)
+        if bufs is None or bufs["top"].shape[0] < rows:
+            k, c = self.k, self.weights.shape[1]
+            bufs = {"X": np.empty((k, rows, self.m), dtype=np.int8),
+                    "S": np.empty((rows, c), dtype=np.int32),
+                    "T": np.empty((rows, c), dtype=np.int32),
+                    "F": np.empty((rows, c)),
+                    "B": np.empty((k, rows)), "E": np.empty((k, rows)),
+                    "top": np.empty(rows), "tot": np.empty(rows)}
+            self._bufs = bufs
+        return bufs
+
+    def log_proba(self, L: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """``(n, k)`` log posterior of a dense block and its number of votes on unseen values.
+
+        ``out`` (an ``(n, k)`` float array, e.g. ``float32`` or a slice of a larger result)
+        receives the result; by default a new ``float64`` array. Work buffers are sized to a
+        block, not to ``n``, and reused across calls.
+        """
         n = L.shape[0]
         m, k = self.m, self.k
-        rows = _block_rows(m * k)
-        buf = np.empty((k, min(rows, n), m), dtype=np.int8)
-        out = np.empty((k, n))  # class-major, so the normalisation runs on contiguous rows
+        if out is None:
+            out = np.empty((n, k))
+        elif out.shape != (n, k):
+            raise ValueError(f"out has shape {out.shape}; expected {(n, k)}")
+        rows = min(block_rows(m * k, n), max(n, 1))
+        bufs = self._buffers(rows)
         n_unseen = 0
         # the weights' rows are value-major (v * m + i): one slab of m rows per value
-        slabs = [np.ascontiguousarray(self.weights[v * m:(v + 1) * m]) for v in range(k)]
+        if not hasattr(self, "_slabs"):
+            self._slabs = [np.ascontiguousarray(self.weights[v * m:(v + 1) * m])
+                           for v in range(k)]
+            # digit sums -> all k class scores (class 0 is the reference: a zero row)
+            self._combine_t = np.ascontiguousarray(
+                np.concatenate([np.zeros((self.combine.shape[0], 1)), self.combine], axis=1).T)
+        slabs = self._slabs
         for start in range(0, n, rows):
-            X = _indicators(L[start:start + rows], k, buf)
-            S = _matmul(X[0], slabs[0])
+            X = _indicators(L[start:start + rows], k, bufs["X"])
+            r = X.shape[1]
+            S, T, F = bufs["S"][:r], bufs["T"][:r], bufs["F"][:r]
+            _matmul(X[0], slabs[0], out=S)
             for v in range(1, k):
-                S += _matmul(X[v], slabs[v])
-            S = S.astype(np.float64)
-            stop = start + X.shape[1]
-            out[0, start:stop] = 0.0
-            out[1:, start:stop] = (S @ self.combine).T
+                S += _matmul(X[v], slabs[v], out=T)
             if self.has_unseen:
                 n_unseen += int(S[:, -1].sum())
-        out += self.base[:, None]
-        top = out.max(axis=0)
-        total = np.zeros(n)
-        for y in range(k):
-            total += np.exp(out[y] - top)
-        out -= top + np.log(total)
-        return out.T.copy(), n_unseen
+            np.copyto(F, S)
+            # class-major (k, r), so the normalisation runs on contiguous rows
+            B, E, top, tot = bufs["B"][:, :r], bufs["E"][:, :r], bufs["top"][:r], bufs["tot"][:r]
+            np.matmul(self._combine_t, F.T, out=B)
+            B += self.base[:, None]
+            np.max(B, axis=0, out=top)
+            B -= top
+            np.exp(B, out=E)
+            np.sum(E, axis=0, out=tot)
+            np.log(tot, out=tot)
+            B -= tot
+            out[start:start + r] = B.T
+        return out, n_unseen

@@ -16,7 +16,13 @@ distributed = pytest.importorskip("dask.distributed")
 
 import dask  # noqa: E402
 
-from metal import ConfigError, LabelMatrixError, LabelModel, label_statistics  # noqa: E402
+from metal import (  # noqa: E402
+    ConfigError,
+    DataFormatError,
+    LabelMatrixError,
+    LabelModel,
+    label_statistics,
+)
 from metal.data import make_synthetic  # noqa: E402
 from metal.distributed.dask import (  # noqa: E402
     dask_statistics,
@@ -125,3 +131,45 @@ def test_dask_errors(client, data):  # type: ignore[no-untyped-def]
         dask_statistics(da.from_array(data.L), 3, split_every=1)
     with pytest.raises(ConfigError, match="DataFrame"):
         lf_statistics(pd.DataFrame({"v": [1]}), [small], 2)  # type: ignore[arg-type]
+
+
+def test_npy_path_is_read_and_scored_on_the_workers(same_statistics, client, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                    data):
+    L = data.L.astype(np.int8)
+    path = tmp_path / "L.npy"
+    np.save(path, L)
+    with distributed.get_task_stream(client) as ts:
+        stats = dask_statistics(path, 3, partitions=6)
+    same_statistics(stats, label_statistics(L, 3))
+    ran = {t["worker"] for t in ts.data if "npy_statistics" in str(t["key"])}
+    assert len(ran) == 2  # both worker processes counted row ranges
+    ref = LabelModel(cardinality=3, seed=0, mode="moments").fit(L)
+    model = fit_dask(LabelModel(cardinality=3, seed=0, mode="moments"), str(path), partitions=4)
+    np.testing.assert_allclose(model.conditional_probs_, ref.conditional_probs_, atol=1e-10)
+    expected = ref.predict_proba(L)
+    lazy = predict_proba_dask(model, path, partitions=3)
+    assert isinstance(lazy, da.Array) and lazy.shape == (5000, 3) and lazy.dtype == np.float64
+    np.testing.assert_allclose(lazy.compute(), expected, atol=1e-10)
+    # written by the workers into an .npy, each its own rows; float32 on request
+    out = predict_proba_dask(model, path, out=tmp_path / "post.npy", partitions=5)
+    assert out == str(tmp_path / "post.npy")
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-10)
+    out32 = predict_proba_dask(model, path, out=tmp_path / "post32.npy", dtype=np.float32)
+    got32 = np.load(out32)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, expected, atol=1e-6)
+
+
+def test_npy_path_errors(client, tmp_path: Path, data):  # type: ignore[no-untyped-def]
+    path = tmp_path / "L.npy"
+    np.save(path, data.L.astype(np.int8))
+    with pytest.raises(LabelMatrixError, match="contains the label 2"):
+        dask_statistics(path, 2)
+    with pytest.raises(ConfigError, match="partitions"):
+        dask_statistics(path, 3, partitions=0)
+    np.save(tmp_path / "f.npy", data.L.astype(np.float32))
+    with pytest.raises(DataFormatError, match="integer"):
+        dask_statistics(tmp_path / "f.npy", 3)
+    model = LabelModel(cardinality=3, seed=0, mode="moments").fit(data.L)
+    with pytest.raises(ConfigError, match="out="):
+        predict_proba_dask(model, da.from_array(data.L), out=tmp_path / "p.npy")

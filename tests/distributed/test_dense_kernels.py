@@ -58,3 +58,39 @@ def test_dense_scorer_matches_the_sparse_posterior(k: int, model_abstains: bool)
         L[0, i // k] = i % k
         _, n_unseen = DenseScorer(table, base, 6, k, ~seen).log_proba(L)
         assert n_unseen == 1
+
+
+def test_dense_scorer_writes_into_out_in_pieces_and_equals_the_sparse_path() -> None:
+    from metal.matrix import to_sparse_labels
+
+    data = make_synthetic(n=5000, m=9, cardinality=3, seed=11)
+    model = LabelModel(cardinality=3, seed=0, mode="moments").fit(data.L)
+    ref = model.predict_log_proba(to_sparse_labels(data.L))  # the sparse (non-kernel) path
+    table, base, unseen = model._log_tables()
+    scorer = DenseScorer(table, base, 9, 3, unseen)
+    L8 = data.L.astype(np.int8)
+    out = np.full((5000, 3), np.nan)
+    for start in range(0, 5000, 1700):  # one scorer, its buffers reused, ragged pieces
+        scorer.log_proba(L8[start:start + 1700], out=out[start:start + 1700])
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
+    out32 = np.empty((5000, 3), dtype=np.float32)
+    got, _ = scorer.log_proba(L8, out=out32)
+    assert got is out32
+    np.testing.assert_allclose(out32, ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        scorer.log_proba(L8, out=np.empty((10, 3)))
+
+
+def test_block_rows_shrink_with_short_matrices_and_counter_reuses_buffers() -> None:
+    big = dense.block_rows(200)
+    assert big * 200 <= dense.MAX_BLOCK_BYTES
+    assert dense.block_rows(200, 100_000) == 12_500  # an eighth of the rows
+    assert dense.block_rows(200, 1000) == dense.MIN_BLOCK_ROWS
+    assert dense.block_rows(200, 10**9) == big
+    data = make_synthetic(n=7000, m=5, cardinality=3, seed=2)
+    counter = dense.DenseCounter(5, 3)
+    for start, stop in [(0, 100), (100, 4000), (4000, 7000)]:  # sizes that differ
+        counter.add(data.L[start:stop])
+    assert counter.n_rows == 7000
+    np.testing.assert_array_equal(counter.cooccurrence(),
+                                  label_statistics(data.L, 3).cooccurrence.toarray())

@@ -169,3 +169,32 @@ def test_fits_from_statistics_refuse_too_many_values_up_front() -> None:
     L = np.where(rng.random((400, m)) < 0.3, rng.integers(0, 2, size=(400, m)), -1)
     with pytest.raises(ConfigError, match="at most 500.*LabelModel\\(\\).fit\\(L\\)"):
         fit_stream(LabelModel(cardinality=2), iter_chunks(L, 100))
+
+
+def test_read_npy_chunks_row_ranges_and_reused_buffer(tmp_path: Path, data):  # type: ignore[no-untyped-def]
+    L = data.L.astype(np.int8)
+    np.save(tmp_path / "L.npy", L)
+    part = [b.copy() for b in read_npy_chunks(tmp_path / "L.npy", 700, start=1000, stop=3100)]
+    assert [b.shape[0] for b in part] == [700, 700, 700]
+    np.testing.assert_array_equal(np.vstack(part), L[1000:3100])
+    reused = read_npy_chunks(tmp_path / "L.npy", 1000, reuse_buffer=True)
+    first = next(reused)
+    np.testing.assert_array_equal(first, L[:1000])
+    second = next(reused)
+    assert np.shares_memory(first, second)  # one buffer, overwritten block by block
+    np.testing.assert_array_equal(second, L[1000:2000])
+    with pytest.raises(ConfigError, match="not inside"):
+        next(read_npy_chunks(tmp_path / "L.npy", 100, start=7000))
+
+
+def test_predict_proba_stream_equals_predict_proba_on_every_path(data):  # type: ignore[no-untyped-def]
+    model = LabelModel(cardinality=3, seed=0, mode="moments").fit(data.L)
+    ref = model.predict_proba(data.L)
+    dense_blocks = list(predict_proba_stream(model, iter_chunks(data.L.astype(np.int8), 1300)))
+    np.testing.assert_allclose(np.vstack(dense_blocks), ref, atol=1e-10)
+    sparse_blocks = predict_proba_stream(model, (to_sparse_labels(c)
+                                                 for c in iter_chunks(data.L, 2500)))
+    np.testing.assert_allclose(np.vstack(list(sparse_blocks)), ref, atol=1e-10)
+    dep = LabelModel(cardinality=3, seed=0, dependencies=nx.Graph([(0, 1)])).fit(data.L)
+    got = np.vstack(list(predict_proba_stream(dep, iter_chunks(data.L, 2000))))
+    np.testing.assert_allclose(got, dep.predict_proba(data.L), atol=1e-10)
