@@ -54,7 +54,8 @@ MODULE_TESTS: dict[str, list[str]] = {
     "metal/label_model/statistics.py": ["tests/label_model/test_statistics.py"],
     "metal/label_model/estimation.py": ["tests/label_model/test_estimation.py",
                                         "tests/label_model/test_estimation_exact.py"],
-    "metal/label_model/em.py": ["tests/label_model/test_em.py"],
+    "metal/label_model/em.py": ["tests/label_model/test_em.py",
+                                "tests/label_model/test_em_exact.py"],
     "metal/label_model/posterior.py": ["tests/label_model/test_posterior.py"],
 }
 
