@@ -136,14 +136,24 @@ def _apply(node: ast.AST) -> None:
         node.value = node.value + 1 if node.value != 1 else 0
 
 
+#: the sources as they were when the run started (edits made during a run do not leak in)
+_SOURCES: dict[str, str] = {}
+
+
+def _source(file: str) -> str:
+    if file not in _SOURCES:
+        _SOURCES[file] = (ROOT / file).read_text()
+    return _SOURCES[file]
+
+
 def enumerate_mutations(file: str) -> list[Mutation]:
-    tree = ast.parse((ROOT / file).read_text())
+    tree = ast.parse(_source(file))
     return [Mutation(file, i, kind, getattr(node, "lineno", 0))
             for i, (node, kind) in enumerate(_points(tree))]
 
 
 def mutated_source(mut: Mutation) -> str:
-    tree = ast.parse((ROOT / mut.file).read_text())
+    tree = ast.parse(_source(mut.file))
     node, _ = _points(tree)[mut.index]
     if isinstance(node, ast.UnaryOp):  # drop the `not`: replace the node in its parent
         parents = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
@@ -207,6 +217,10 @@ def _warm_up() -> None:
         return loss
 
     opt.step(closure)
+    # pytest's plugins and the tests' own heavy imports
+    import _hypothesis_pytestplugin  # noqa: F401
+    import hypothesis  # noqa: F401
+    import pytest_timeout  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,9 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     # always in a seeded random order, so that a run cut by --budget is a random sample too
     muts = random.Random(args.seed).sample(muts, min(args.sample or total, total))
     tmp = Path(tempfile.mkdtemp(prefix="metal-mut-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still remove tmp
     try:
         shutil.copytree(ROOT / "metal", tmp / "metal",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        for f in targets:
+            (tmp / f).write_text(_source(f))
         # import metal's own dependencies once (the child drops metal.* and re-imports it)
         sys.path.insert(0, str(tmp))
         import matplotlib
@@ -284,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             ran += 1
             target = tmp / mut.file
-            original = (ROOT / mut.file).read_text()
+            original = _source(mut.file)
             target.write_text(mutated_source(mut))
             passed, secs = _run_tests(str(tmp), tests_of[mut.file], timeouts[mut.file])
             target.write_text(original)
