@@ -1,7 +1,7 @@
 """The moment estimator, piece by piece, on tiny exact problems (population moments).
 
 Every fit here has at most 12 indicators, so the file runs in seconds: it is the fast test set
-of the mutation check of ``estimation.py`` (with ``test_estimation.py``). Each test states a
+of the mutation check of ``estimation.py``. Each test states a
 property the estimator must have, checked against an independent computation.
 """
 
