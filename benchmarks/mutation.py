@@ -4,7 +4,9 @@ Each mutant changes one spot of a module's syntax tree (a comparison flipped, an
 operator swapped, a constant moved by one, ``and``/``or`` swapped, a ``not`` dropped, a boolean
 constant flipped); the module's fast tests then run against the mutated package in a forked
 process with a time limit. A mutant is *killed* when a test fails (or errors, or times out),
-and *survives* when every test still passes. The kill rate is the share of killed mutants.
+and *survives* when every test still passes. The raw kill rate is the share of killed mutants;
+the score leaves out the survivors registered as equivalent (:data:`EQUIVALENT`: changes that
+cannot alter any result, each with its reason).
 
 The parent imports the heavy dependencies once and forks per mutant, so a mutant costs its
 tests, not an interpreter start. The mutated package is a copy of ``metal/`` in a temporary
@@ -49,8 +51,10 @@ BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.
 
 #: The fast tests of each module (a few seconds each): what a mutant of that module runs.
 MODULE_TESTS: dict[str, list[str]] = {
-    "metal/tasks/graph.py": ["tests/tasks/test_task_graph.py"],
-    "metal/tasks/hierarchy.py": ["tests/tasks/test_task_hierarchy.py"],
+    "metal/tasks/graph.py": ["tests/tasks/test_task_graph.py",
+                             "tests/tasks/test_task_hierarchy.py"],
+    "metal/tasks/hierarchy.py": ["tests/tasks/test_task_hierarchy.py",
+                                 "tests/tasks/test_task_graph.py"],
     "metal/label_model/statistics.py": ["tests/label_model/test_statistics.py"],
     "metal/label_model/estimation.py": ["tests/label_model/test_estimation_exact.py"],
     "metal/label_model/em.py": ["tests/label_model/test_em.py",
@@ -61,6 +65,55 @@ MODULE_TESTS: dict[str, list[str]] = {
 #: Named sets of targets. ``hardening``: issue 15's scope (the task graphs, and the label
 #: model's statistics, estimation -- moments and EM -- and posterior modules).
 SCOPES: dict[str, list[str]] = {"hardening": list(MODULE_TESTS)}
+
+_SPARSE_MATMUL = ("for a scipy.sparse *matrix* (csr_matrix) `*` is the matrix product, so "
+                  "`@` -> `*` computes the same thing")
+_HASH = ("a constant or the salt's sign in unique_rows' 64-bit mixing hash: equal rows still get "
+         "equal hashes, distinct rows still collide with negligible probability")
+#: Equivalent mutants: changes that cannot alter any result, so no test can kill them. Written
+#: from reading the code (each with its reason), before the measured run; a mutant counts as
+#: equivalent only if it matches an entry *and* survives. Matched by (file, a fragment of the
+#: mutated line, mutation kind). The score excludes them (killed / (mutants - equivalent)).
+EQUIVALENT: list[tuple[str, str, tuple[str, ...], str]] = [
+    ("metal/label_model/em.py", "A @ log_tables", ("operator MatMult",), _SPARSE_MATMUL),
+    ("metal/label_model/em.py", "A @ (log_tables", ("operator MatMult",), _SPARSE_MATMUL),
+    ("metal/label_model/em.py", "A.T @ weighted_post", ("operator MatMult",), _SPARSE_MATMUL),
+    ("metal/label_model/em.py", "source_sum @", ("operator MatMult",), _SPARSE_MATMUL),
+    ("metal/label_model/statistics.py", "(A.T @ A)", ("operator MatMult",), _SPARSE_MATMUL),
+    ("metal/label_model/statistics.py", "(sub.T @ sub)", ("operator MatMult",), _SPARSE_MATMUL),
+    ("metal/label_model/posterior.py", "A @ table", ("operator MatMult",), _SPARSE_MATMUL),
+    ("metal/label_model/em.py", "default_rng(0x5EED)", ("constant 24301",), _HASH),
+    ("metal/label_model/em.py", "np.uint64(1_000_003)", ("constant 1000003", "operator Add"),
+     _HASH + " (the key stays injective: values are below the multiplier)"),
+    ("metal/label_model/em.py", "rng.integers(1, 2**63", ("constant 1", "constant 63",
+                                                         "operator Pow"), _HASH),
+    ("metal/label_model/em.py", "z = key + salt", ("operator Add",), _HASH),
+    ("metal/label_model/em.py", "np.uint64(30)", ("constant 30", "constant 13787848793156543929"),
+     _HASH),
+    ("metal/label_model/em.py", "np.uint64(27)", ("constant 27", "constant 10723151780598845931"),
+     _HASH),
+    ("metal/label_model/em.py", "np.uint64(31)", ("constant 31",), _HASH),
+    ("metal/label_model/em.py", "np.isfinite(top), top, 0.0", ("constant 0.0",),
+     "the shift used for rows whose scores are all -inf: log(sum(exp(-inf - c))) + c is -inf "
+     "for every c"),
+    ("metal/label_model/estimation.py", "self.saved != 1", ("constant 1",),
+     "setting one thread when the setting already is one thread is a no-op"),
+    ("metal/label_model/estimation.py", "threshold: int = 400", ("constant 400",),
+     "the size below which one torch thread is used: a speed switch, results are identical"),
+    ("metal/label_model/estimation.py", 'state.get("n_iter", 0)', ("constant 0",),
+     "torch's L-BFGS always stores n_iter in its state, so the default is never used"),
+    ("metal/tasks/graph.py", "_INT64_SAFE = 2**62", ("operator Pow",),
+     "switches which of two exact feasible-vector lookups is used (int64 radix keys or rows)"),
+]
+
+
+def equivalent_reason(mut: Mutation) -> str | None:
+    """The registered reason why ``mut`` cannot change behaviour, or None."""
+    line = _source(mut.file).splitlines()[mut.line - 1] if mut.line else ""
+    for file, fragment, kinds, reason in EQUIVALENT:
+        if file == mut.file and fragment in line and mut.kind in kinds:
+            return reason
+    return None
 
 
 @dataclass(frozen=True)
@@ -315,15 +368,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     muts = muts[:ran]
+    equivalent = [m for m in survivors if equivalent_reason(m) is not None]
+    real = [m for m in survivors if equivalent_reason(m) is None]
+    n_eq = len(equivalent)
     rate = killed / max(len(muts), 1)
-    lines = ["| module | mutants | killed | kill rate |", "|---|---:|---:|---:|"]
+    score = killed / max(len(muts) - n_eq, 1)
+    lines = ["| module | mutants | killed | survived, equivalent | survived | score "
+             "| raw kill rate |", "|---|---:|---:|---:|---:|---:|---:|"]
     for f, (k, n) in sorted(per_file.items()):
-        lines.append(f"| `{f}` | {n} | {k} | {k / n:.0%} |")
-    lines.append(f"| **all** | {len(muts)} | {killed} | **{rate:.1%}** |")
+        e = sum(m.file == f for m in equivalent)
+        lines.append(f"| `{f}` | {n} | {k} | {e} | {n - k - e} | {k / max(n - e, 1):.0%} | "
+                     f"{k / n:.0%} |")
+    lines.append(f"| **all** | {len(muts)} | {killed} | {n_eq} | {len(real)} | **{score:.1%}** | "
+                 f"{rate:.1%} |")
     table = "\n".join(lines)
     print(table)
     if survivors:
-        print("survivors:\n" + "\n".join(f"  {m.file}:{m.line} {m.kind}" for m in survivors))
+        print("survivors:\n" + "\n".join(
+            f"  {m.file}:{m.line} {m.kind}" + (" [equivalent]" if m in equivalent else "")
+            for m in survivors))
     if args.section:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from _results import write_section
@@ -340,8 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         body = (f"{table}\n\nA random sample of {len(muts)} of the {total} mutation points "
                 f"(seed {args.seed}); each mutant ran its own module's fast tests "
                 f"(`-m 'not slow'`) in a forked process ({tests_used}); time limit per mutant "
-                f"{limits}. Survivors ({len(survivors)}): "
-                + (", ".join(f"`{Path(m.file).name}:{m.line}` {m.kind}" for m in survivors)
+                f"{limits}. Score = killed / (mutants - equivalent survivors); raw kill rate = "
+                f"killed / mutants.\n\nSurvivors ({len(real)}): "
+                + (", ".join(f"`{Path(m.file).name}:{m.line}` {m.kind}" for m in real)
+                   or "none") + ".\n\nEquivalent survivors (" + str(n_eq) + ", reasons in "
+                "`EQUIVALENT` of benchmarks/mutation.py): "
+                + (", ".join(f"`{Path(m.file).name}:{m.line}` {m.kind}" for m in equivalent)
                    or "none") + ".\n\nCommand: `" + cmd + "`"
                 + (f"\n\n{args.note}" if args.note else ""))
         write_section(args.section, body)

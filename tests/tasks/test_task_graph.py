@@ -227,3 +227,11 @@ def test_limits_must_be_positive_and_the_default_candidate_limit_is_a_million() 
     with pytest.raises(TaskGraphError, match="limit is 1000000"):
         TaskGraph({"a": 101, "b": 9901}, constraint=lambda y: calls.append(y) or True)
     assert not calls
+
+
+def test_marginal_indicator_maps_joint_probabilities_to_task_marginals() -> None:
+    g = TaskGraph({"a": 2, "b": 3}, feasible=[[0, 0], [0, 2], [1, 1]])
+    np.testing.assert_array_equal(g.marginal_indicator("b"), [[1, 0, 0], [0, 0, 1], [0, 1, 0]])
+    joint = np.array([[0.5, 0.3, 0.2]])
+    np.testing.assert_allclose(joint @ g.marginal_indicator("a"), [[0.8, 0.2]])
+    np.testing.assert_allclose(joint @ g.marginal_indicator(1), [[0.5, 0.2, 0.3]])
