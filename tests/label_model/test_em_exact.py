@@ -283,3 +283,37 @@ def test_unique_rows_exact() -> None:
     np.testing.assert_array_equal(Us[invs].toarray(), S.toarray())
     assert Us.shape[0] == 3 and sorted(cs.tolist()) == [1, 2, 2]
     assert invs[0] == invs[1] and invs[2] == invs[4] and invs[3] != invs[0]
+
+
+def test_stopping_rule_is_relative_with_a_floor_of_one() -> None:
+    # small weights: the objective is below 1 in size, so the rule is |change| <= tol itself
+    A = sp.csr_matrix(dense_one_hot(L, 2))
+    res = fit_em(A, SRC, POST0, row_weights=W * 0.01, pseudo_count=0.01,
+                 prior_pseudo_count=0.01, max_iter=500, tol=1e-4)
+    obj = np.array(res.objective)
+    assert res.converged and np.abs(obj).max() < 1.0
+    assert abs(obj[-1] - obj[-2]) <= 1e-4 < abs(obj[-2] - obj[-3])
+
+
+def test_objective_without_pseudo_counts_is_the_log_likelihood() -> None:
+    A = dense_one_hot(L, 2)
+    ref = Reference(A, SRC, W, 0.0, 0.0)
+    res = fit_em(sp.csr_matrix(A), SRC, POST0, row_weights=W, pseudo_count=0.0,
+                 prior_pseudo_count=0.0, max_iter=1, tol=0.0)
+    _, marg = ref.e_step(*ref.m_step(POST0)[:2], None)
+    np.testing.assert_allclose(res.objective, [W @ marg], rtol=1e-12)
+
+
+def test_zero_row_weights_are_allowed_and_drop_the_row() -> None:
+    A = sp.csr_matrix(dense_one_hot(L, 2))
+    w = np.array([1.0, 0.0, 1.0, 1.0, 1.0])
+    with_zero = fit_em(A, SRC, POST0, row_weights=w, max_iter=3, tol=0.0)
+    keep = w > 0
+    dropped = fit_em(A[keep], SRC, POST0[keep], max_iter=3, tol=0.0)
+    np.testing.assert_allclose(with_zero.log_tables, dropped.log_tables, rtol=1e-12)
+
+
+def test_unique_rows_of_one_row() -> None:
+    U, inv, counts = unique_rows(np.array([[0, -1, 1]]))
+    np.testing.assert_array_equal(U, [[0, -1, 1]])
+    assert inv.tolist() == [0] and counts.tolist() == [1]

@@ -235,3 +235,35 @@ def test_marginal_indicator_maps_joint_probabilities_to_task_marginals() -> None
     joint = np.array([[0.5, 0.3, 0.2]])
     np.testing.assert_allclose(joint @ g.marginal_indicator("a"), [[0.8, 0.2]])
     np.testing.assert_allclose(joint @ g.marginal_indicator(1), [[0.5, 0.2, 0.3]])
+
+
+def test_feasible_of_a_non_numeric_dtype_is_refused() -> None:
+    with pytest.raises(TaskGraphError, match="expected integer values"):
+        TaskGraph({"a": 2, "b": 2}, feasible=[["0", "1"]])
+
+
+def test_graph_edges_only_between_constrained_tasks() -> None:
+    # every combination of a (3 values) and b (2 values): no edge, whatever the cardinalities
+    every = list(itertools.product(range(3), range(2)))
+    assert TaskGraph({"a": 3, "b": 2}, feasible=every).graph.number_of_edges() == 0
+    g = TaskGraph({"a": 3, "b": 2}, feasible=every[:-1]).graph
+    assert list(g.edges(data="missing")) == [("a", "b", 1)]
+
+
+def test_value_names_must_be_a_list_per_task() -> None:
+    for bad in ("xy", b"xy", {"x", "y"}, 7):
+        with pytest.raises(TaskGraphError, match=r"value_names\['a'\] is a"):
+            TaskGraph({"a": 2}, value_names={"a": bad})
+    assert TaskGraph({"a": 2}, value_names={"a": ("no", "yes")}).value_name("a", 1) == "yes"
+
+
+def test_label_vectors_of_a_non_numeric_dtype_are_refused() -> None:
+    g = TaskGraph({"a": 2, "b": 2})
+    with pytest.raises(TaskGraphError, match="expected integer labels"):
+        g.to_joint(np.array([["0", "1"]]))
+
+
+def test_max_candidates_must_be_positive() -> None:
+    with pytest.raises(TaskGraphError, match="max_candidates=0"):
+        TaskGraph({"a": 2}, max_candidates=0)
+    assert TaskGraph({"a": 2}, constraint=lambda y: True, max_candidates=2).n_feasible == 2
