@@ -267,3 +267,10 @@ def test_max_candidates_must_be_positive() -> None:
     with pytest.raises(TaskGraphError, match="max_candidates=0"):
         TaskGraph({"a": 2}, max_candidates=0)
     assert TaskGraph({"a": 2}, constraint=lambda y: True, max_candidates=2).n_feasible == 2
+
+
+def test_integral_float_label_vectors_are_accepted() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 0], [0, 1], [1, 1]])
+    np.testing.assert_array_equal(g.to_joint(np.array([[0.0, 1.0], [1.0, 1.0]])), [1, 2])
+    with pytest.raises(TaskGraphError, match="integer labels"):
+        g.to_joint(np.array([[0.5, 1.0]]))
