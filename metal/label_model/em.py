@@ -380,6 +380,12 @@ def fit_em(
     return result
 
 
+def _check_votes(values: np.ndarray, k: int, lowest: int) -> None:
+    # checked before the abstain symbol (value k) is added: a vote of k must not pass as one
+    if values.size and (values.min() < lowest or values.max() >= k):
+        raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
+
+
 def one_hot_votes(
     L: np.ndarray | sp.spmatrix,
     cardinality: int,
@@ -405,6 +411,7 @@ def one_hot_votes(
     if sp.issparse(L):
         C = sp.coo_matrix(L)
         rows, cols, vals = C.row.astype(np.int64), C.col.astype(np.int64), C.data.astype(np.int64)
+        _check_votes(vals, k, lowest=0)  # sparse matrices store votes only
         if abstain_symbol:
             voted = np.zeros((n, m), dtype=bool)
             voted[rows, cols] = True
@@ -414,6 +421,7 @@ def one_hot_votes(
             vals = np.concatenate([vals, np.full(ar.shape[0], k)])
     else:
         L = np.asarray(L)
+        _check_votes(L, k, lowest=-1)
         if abstain_symbol:
             rows, cols = np.indices((n, m)).reshape(2, -1)
             vals = np.where(L.reshape(-1) < 0, k, L.reshape(-1)).astype(np.int64)
@@ -437,8 +445,6 @@ def one_hot_votes(
             np.add(col, vals, out=col, casting="unsafe")
             A = sp.csr_matrix((np.ones(pos.shape[0]), col, indptr), shape=(n, m * W))
             return A, np.repeat(np.arange(m), W)
-    if vals.size and (vals.min() < 0 or vals.max() >= W):
-        raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
     A = sp.csr_matrix((np.ones(rows.shape[0]), (rows, cols * W + vals)), shape=(n, m * W))
     return A, np.repeat(np.arange(m), W)
 

@@ -95,8 +95,11 @@ class MomentFit:
     mu: np.ndarray  # (d, K)
     abstain: np.ndarray  # (n_groups, K)
     class_balance: np.ndarray  # (K,)
+    # final objective: squared residuals of the second moments on Omega (of Q everywhere for
+    # "inverse") and of the means, over the squared norm of those targets (1 at mu = 0); plus
+    # the third-moment and l2 terms when they are used
     loss: float
-    n_iter: int
+    n_iter: int  # L-BFGS iterations taken (0: the tolerance was met at the start)
     permutation: np.ndarray  # latent class j was renamed permutation[j]
 
 
@@ -116,7 +119,12 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 
 def initial_mu(problem: MomentProblem, K: int, strength: float = 2.0) -> np.ndarray:
-    """A "better than random" starting point: agreeing indicators fire more often."""
+    """A "better than random" starting point: agreeing indicators fire more often.
+
+    ``mu[a, y] = means[a] * w`` with ``w = strength`` where indicator ``a`` agrees with ``y``,
+    ``1 / strength`` where it does not (linear in between); where a group's total for a class
+    exceeds 0.99 its indicators are scaled down to 0.99, and no entry is below ``1e-6``.
+    """
     weight = 1.0 / strength + (strength - 1.0 / strength) * problem.agreement
     mu = problem.means[:, None] * weight
     # keep each group's total below 0.99 so the abstain logit stays finite

@@ -73,3 +73,12 @@ def test_floor_bounds_every_log_probability_and_bad_evidence_is_refused():
     with pytest.raises(ConfigError, match="evidence"):
         log_tables(cond, np.ones((1, 1)), np.ones(1), np.zeros(2, dtype=int), np.arange(2),
                    "abstains", floor=1e-3)
+
+
+def test_normalise_is_exact_and_does_not_overflow():
+    from metal.label_model.posterior import normalise
+
+    scores = np.array([[1000.0, 1000.0 + np.log(3.0)], [-1000.0, -1000.0], [0.0, np.log(0.25)]])
+    with np.errstate(all="raise"):
+        got = normalise(scores.copy())
+    np.testing.assert_allclose(np.exp(got), [[0.25, 0.75], [0.5, 0.5], [0.8, 0.2]])

@@ -64,3 +64,28 @@ def test_one_code_groups_and_a_single_row():
         assert "positive" in str(exc)
     else:
         raise AssertionError("n_values=[0, 2] was accepted")
+
+
+def test_single_votes_empty_input_and_mismatched_merges():
+    import pytest
+
+    from metal.errors import ConfigError
+    from metal.label_model.statistics import SourceStatistics, third_moments
+
+    s = SourceStatistics(n_values=[2, 2])
+    s.update(3, np.array([1]), np.array([3]))  # a block with a single vote
+    np.testing.assert_array_equal(s.counts, [0, 0, 0, 1])
+    assert s.n_rows == 3 and s.cooccurrence[3, 3] == 1 and s.cooccurrence.nnz == 1
+    s.update(2, np.array([], dtype=int), np.array([], dtype=int))  # rows without votes
+    assert s.n_rows == 5 and s.counts.sum() == 1
+    means, second = s.moments()
+    np.testing.assert_allclose(means, [0.2])
+    np.testing.assert_allclose(second, [[0.2]])
+    with pytest.raises(ConfigError, match="no rows"):
+        SourceStatistics(n_values=[2]).moments()
+    with pytest.raises(ConfigError, match="different source codings"):
+        s.merge(SourceStatistics(n_values=[2, 3]))
+    with pytest.raises(ConfigError, match="1-D"):
+        SourceStatistics(n_values=[[1, 2]])
+    # no rows at all: third moments are zeros, not NaN
+    np.testing.assert_array_equal(third_moments([], np.array([0, 1])), np.zeros((2, 2, 2)))

@@ -195,3 +195,82 @@ def test_out_of_range_values_never_alias_a_feasible_key() -> None:
     assert g.is_feasible([[1, -1], [0, 1]]).tolist() == [False, True]
     with pytest.raises(TaskGraphError, match=r"has shape \(2,\)"):
         TaskGraph({"a": 2, "b": 2}, feasible=[0, 1])
+
+
+def test_task_graph_from_json_reads_every_documented_form(tmp_path) -> None:
+    from metal.tasks.graph import task_graph_from_json
+
+    plain = task_graph_from_json('{"tasks": {"a": 2, "b": 3}}')  # unrelated tasks
+    assert type(plain) is TaskGraph and plain.n_feasible == 6
+    listed = task_graph_from_json('{"tasks": {"a": 2, "b": 2}, "feasible": [[0, 0], [1, 1]]}')
+    assert type(listed) is TaskGraph and listed.feasible.tolist() == [[0, 0], [1, 1]]
+    tree = task_graph_from_json('{"tasks": {"coarse": 2, "fine": 4}, '
+                                '"parents": {"fine": ["coarse", [0, 0, 1, 1]]}}')
+    assert isinstance(tree, TaskHierarchy) and tree.n_feasible == 4
+    h = TaskHierarchy({"type": 2, "person": 3}, parents={"person": ("type", 0)})
+    path = tmp_path / "h.json"
+    path.write_text(h.to_json())
+    assert task_graph_from_json(path) == h  # a file, in to_dict's form (with "kind")
+    for text, match in [(str(tmp_path / "none.json"), "does not exist"),
+                        ("{not json", "not valid JSON"), ('{"parents": {}}', '"tasks"'),
+                        ("[1]", "does not exist")]:
+        with pytest.raises(TaskGraphError, match=match):
+            task_graph_from_json(text)
+
+
+def test_limits_must_be_positive_and_the_default_candidate_limit_is_a_million() -> None:
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(TaskGraphError, match="max_feasible"):
+            TaskGraph({"a": 2}, max_feasible=bad)
+    # 101 x 9901 = 1,000,001 candidates: refused up front, before calling the predicate
+    calls = []
+    with pytest.raises(TaskGraphError, match="limit is 1000000"):
+        TaskGraph({"a": 101, "b": 9901}, constraint=lambda y: calls.append(y) or True)
+    assert not calls
+
+
+def test_marginal_indicator_maps_joint_probabilities_to_task_marginals() -> None:
+    g = TaskGraph({"a": 2, "b": 3}, feasible=[[0, 0], [0, 2], [1, 1]])
+    np.testing.assert_array_equal(g.marginal_indicator("b"), [[1, 0, 0], [0, 0, 1], [0, 1, 0]])
+    joint = np.array([[0.5, 0.3, 0.2]])
+    np.testing.assert_allclose(joint @ g.marginal_indicator("a"), [[0.8, 0.2]])
+    np.testing.assert_allclose(joint @ g.marginal_indicator(1), [[0.5, 0.2, 0.3]])
+
+
+def test_feasible_of_a_non_numeric_dtype_is_refused() -> None:
+    with pytest.raises(TaskGraphError, match="expected integer values"):
+        TaskGraph({"a": 2, "b": 2}, feasible=[["0", "1"]])
+
+
+def test_graph_edges_only_between_constrained_tasks() -> None:
+    # every combination of a (3 values) and b (2 values): no edge, whatever the cardinalities
+    every = list(itertools.product(range(3), range(2)))
+    assert TaskGraph({"a": 3, "b": 2}, feasible=every).graph.number_of_edges() == 0
+    g = TaskGraph({"a": 3, "b": 2}, feasible=every[:-1]).graph
+    assert list(g.edges(data="missing")) == [("a", "b", 1)]
+
+
+def test_value_names_must_be_a_list_per_task() -> None:
+    for bad in ("xy", b"xy", {"x", "y"}, 7):
+        with pytest.raises(TaskGraphError, match=r"value_names\['a'\] is a"):
+            TaskGraph({"a": 2}, value_names={"a": bad})
+    assert TaskGraph({"a": 2}, value_names={"a": ("no", "yes")}).value_name("a", 1) == "yes"
+
+
+def test_label_vectors_of_a_non_numeric_dtype_are_refused() -> None:
+    g = TaskGraph({"a": 2, "b": 2})
+    with pytest.raises(TaskGraphError, match="expected integer labels"):
+        g.to_joint(np.array([["0", "1"]]))
+
+
+def test_max_candidates_must_be_positive() -> None:
+    with pytest.raises(TaskGraphError, match="max_candidates=0"):
+        TaskGraph({"a": 2}, max_candidates=0)
+    assert TaskGraph({"a": 2}, constraint=lambda y: True, max_candidates=2).n_feasible == 2
+
+
+def test_integral_float_label_vectors_are_accepted() -> None:
+    g = TaskGraph({"a": 2, "b": 2}, feasible=[[0, 0], [0, 1], [1, 1]])
+    np.testing.assert_array_equal(g.to_joint(np.array([[0.0, 1.0], [1.0, 1.0]])), [1, 2])
+    with pytest.raises(TaskGraphError, match="integer labels"):
+        g.to_joint(np.array([[0.5, 1.0]]))
