@@ -198,7 +198,7 @@ def test_out_of_range_values_never_alias_a_feasible_key() -> None:
 
 
 def test_task_graph_from_json_reads_every_documented_form(tmp_path) -> None:
-    from metal.tasks.graph import task_graph_from_json
+    from metal.tasks.serialize import task_graph_from_json
 
     plain = task_graph_from_json('{"tasks": {"a": 2, "b": 3}}')  # unrelated tasks
     assert type(plain) is TaskGraph and plain.n_feasible == 6
