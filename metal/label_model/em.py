@@ -105,7 +105,7 @@ def _check_inputs(A: sp.spmatrix, symbol_source: np.ndarray) -> tuple[sp.csr_mat
 
 
 # stored votes up to which fit_em keeps a CSR copy of A's transpose for the M-step
-TRANSPOSE_COPY_NNZ = 2_000_000
+TRANSPOSE_COPY_NNZ = 250_000
 
 
 def _source_sum(symbol_source: np.ndarray, n_sources: int) -> sp.csr_matrix:
@@ -427,30 +427,39 @@ def one_hot_votes(
             vals = np.where(L.reshape(-1) < 0, k, L.reshape(-1)).astype(np.int64)
         else:
             # row-major positions of the votes are already in CSR order: build the matrix
-            # from them directly instead of sorting coordinates (the cost at n = 1e6)
-            flat = np.ascontiguousarray(L).reshape(-1)
-            voted = flat >= 0
-            pos = np.flatnonzero(voted)
-            vals = flat[pos]
-            if vals.size and vals.max() >= W:
-                raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
-            per_row = np.count_nonzero(voted.reshape(n, m), axis=1)
+            # from them directly instead of sorting coordinates (the cost at n = 1e6), one
+            # block of rows at a time so no temporary is as large as L itself
+            L = np.ascontiguousarray(L)
+            itype: type[np.signedinteger[Any]] = np.int32 if m * W < 2**31 else np.int64
+            step = max(1, ONE_HOT_BLOCK // max(m, 1))
+            per_row = np.empty(n, dtype=np.int64)
+            for a in range(0, n, step):
+                per_row[a:a + step] = np.count_nonzero(L[a:a + step] >= 0, axis=1)
             indptr = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(per_row, out=indptr[1:])
-            # column = position - row start (no integer division), in int32 when it fits
-            itype: type[np.signedinteger[Any]] = np.int32 if n * m < 2**31 else np.int64
-            col: np.ndarray = pos.astype(itype)
-            np.subtract(col, np.repeat(np.arange(0, n * m, m, dtype=itype), per_row), out=col)
-            np.multiply(col, W, out=col)
-            np.add(col, vals, out=col, casting="unsafe")
-            A = sp.csr_matrix((np.ones(pos.shape[0]), col, indptr), shape=(n, m * W))
+            col: np.ndarray = np.empty(int(indptr[-1]), dtype=itype)
+            for a in range(0, n, step):
+                block = L[a:a + step].reshape(-1)
+                pos = np.flatnonzero(block >= 0)
+                vals = block[pos]
+                # column = position - row start (no integer division)
+                starts = np.repeat(np.arange(0, block.size, m, dtype=np.int64),
+                                   per_row[a:a + step])
+                piece = col[indptr[a]:indptr[min(a + step, n)]]
+                np.subtract(pos, starts, out=piece, casting="unsafe")
+                np.multiply(piece, W, out=piece)
+                np.add(piece, vals, out=piece, casting="unsafe")
+            A = sp.csr_matrix((np.ones(col.shape[0]), col, indptr), shape=(n, m * W))
             return A, np.repeat(np.arange(m), W)
     A = sp.csr_matrix((np.ones(rows.shape[0]), (rows, cols * W + vals)), shape=(n, m * W))
     return A, np.repeat(np.arange(m), W)
 
 
+# cells of L per block when building the one-hot matrix (bounds its temporaries)
+ONE_HOT_BLOCK = 1 << 20
+
 # above this many rows, dense rows are grouped by a hash (checked exactly) instead of sorted
-HASH_UNIQUE_ROWS = 100_000
+HASH_UNIQUE_ROWS = 20_000
 # compress_rows keeps L as is when at least this share of its rows are distinct
 MOSTLY_DISTINCT = 0.9
 
@@ -464,8 +473,8 @@ def _unique_rows_hashed(
     checked word for word, and ``None`` (sort instead) is returned on a collision. The
     distinct rows come in hash order, not sorted.
     """
-    words, h = _row_hashes(L)
-    return _group_hashed(L, words, h, np.argsort(h))
+    h = _row_hashes(L)
+    return _group_hashed(L, h, np.argsort(h))
 
 
 def compress_rows(L: np.ndarray | sp.spmatrix) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
@@ -478,47 +487,50 @@ def compress_rows(L: np.ndarray | sp.spmatrix) -> tuple[np.ndarray | sp.csr_matr
     """
     if not sp.issparse(L) and L.shape[0] > HASH_UNIQUE_ROWS:
         L = np.ascontiguousarray(L)
-        words, h = _row_hashes(L)
+        h = _row_hashes(L)
         order = np.argsort(h)
         sorted_h = h[order]
         n_distinct = 1 + int(np.count_nonzero(sorted_h[1:] != sorted_h[:-1]))
         if n_distinct >= MOSTLY_DISTINCT * L.shape[0]:
             return L, np.ones(L.shape[0], dtype=np.int64)
-        grouped = _group_hashed(L, words, h, order)
+        grouped = _group_hashed(L, h, order)
         if grouped is not None:
             return grouped[0], grouped[2]
     unique, _, counts = unique_rows(L)
     return unique, counts
 
 
-def _row_hashes(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of a dense matrix as 64-bit words, and one mixed 64-bit hash per row."""
+def _row_hashes(L: np.ndarray) -> np.ndarray:
+    """One mixed 64-bit hash per row of a dense matrix (computed a block of rows at a time)."""
     n = L.shape[0]
-    raw = L.view(np.uint8).reshape(n, -1)
-    width = -(-raw.shape[1] // 8) * 8
-    if width != raw.shape[1]:
-        padded = np.zeros((n, width), dtype=np.uint8)
-        padded[:, :raw.shape[1]] = raw
-        raw = padded
-    words = raw.view(np.uint64)  # (n, width / 8)
-    salts = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1],
-                                                   dtype=np.uint64)
+    raw_all = L.view(np.uint8).reshape(n, -1)
+    n_bytes = raw_all.shape[1]
+    width = -(-n_bytes // 8) * 8
+    salts = np.random.default_rng(0x5EED).integers(1, 2**63, size=width // 8, dtype=np.uint64)
     h = np.zeros(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for w in range(words.shape[1]):
-            # each word salted by its position and mixed (splitmix-style) before summing: a
-            # plain product keeps a difference in a word's top byte in the top bits only
-            z = words[:, w] + salts[w]
-            z ^= z >> np.uint64(30)
-            z *= np.uint64(0xBF58476D1CE4E5B9)
-            z ^= z >> np.uint64(27)
-            z *= np.uint64(0x94D049BB133111EB)
-            z ^= z >> np.uint64(31)
-            h += z
-    return words, h
+    step = max(1, ONE_HOT_BLOCK // max(width, 1))
+    padded = np.zeros((min(step, n), width), dtype=np.uint8)
+    for a in range(0, n, step):
+        rows = raw_all[a:a + step]
+        buf = padded[:rows.shape[0]]
+        buf[:, :n_bytes] = rows  # the padding columns stay zero
+        words = buf.view(np.uint64)  # (rows, width / 8)
+        hb = h[a:a + step]
+        with np.errstate(over="ignore"):
+            for w in range(words.shape[1]):
+                # each word salted by its position and mixed (splitmix-style) before summing: a
+                # plain product keeps a difference in a word's top byte in the top bits only
+                z = words[:, w] + salts[w]
+                z ^= z >> np.uint64(30)
+                z *= np.uint64(0xBF58476D1CE4E5B9)
+                z ^= z >> np.uint64(27)
+                z *= np.uint64(0x94D049BB133111EB)
+                z ^= z >> np.uint64(31)
+                hb += z
+    return h
 
 
-def _group_hashed(L: np.ndarray, words: np.ndarray, h: np.ndarray, order: np.ndarray
+def _group_hashed(L: np.ndarray, h: np.ndarray, order: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Group the rows by hash (``order`` sorts ``h``; ties in any order); None on a collision."""
     n = L.shape[0]
@@ -533,7 +545,7 @@ def _group_hashed(L: np.ndarray, words: np.ndarray, h: np.ndarray, order: np.nda
     inverse[order] = np.cumsum(new_group) - 1
     # only rows that share a hash need checking: a collision sends us back to sorting
     shared = np.flatnonzero(counts[inverse] > 1)
-    if shared.size and not np.array_equal(words[shared], words[first[inverse[shared]]]):
+    if shared.size and not np.array_equal(L[shared], L[first[inverse[shared]]]):
         return None
     return L[first], inverse, counts.astype(np.int64)
 

@@ -450,6 +450,7 @@ class LabelModel(BaseLabelModel):
             if keep is not None:
                 warm = choice.fits.get(chosen)
             choice.fits = {}
+            del rule_data  # the thinned rows are not needed by the final fit on all rows
         else:
             chosen = candidates[0]
         if keep is not None:
