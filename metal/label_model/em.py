@@ -141,13 +141,17 @@ def _log_posterior(A: sp.csr_matrix, symbol_source: np.ndarray, log_tables: np.n
                    log_prior: np.ndarray, log_abstain: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`em_log_posterior` on checked inputs (the EM loop checks them once)."""
+    # in place after the product: these (n, Y) arrays are the EM's largest temporaries
     if log_abstain is None:
-        scores = np.asarray(A @ log_tables) + log_prior[None, :]
+        scores = np.array(A @ log_tables, dtype=np.float64, copy=None)
+        scores += log_prior[None, :]
     else:
-        scores = (np.asarray(A @ (log_tables - log_abstain[symbol_source]))
-                  + (log_prior + log_abstain.sum(axis=0))[None, :])
+        scores = np.array(A @ (log_tables - log_abstain[symbol_source]), dtype=np.float64,
+                          copy=None)
+        scores += (log_prior + log_abstain.sum(axis=0))[None, :]
     log_marginal = _row_logsumexp(scores)
-    return scores - log_marginal[:, None], log_marginal
+    scores -= log_marginal[:, None]
+    return scores, log_marginal
 
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
@@ -350,8 +354,9 @@ def fit_em(
                                   f"got {log_abstain.shape}")
 
     result = EMResult(log_tables=log_tables, log_prior=log_prior,
-                      posterior=np.empty((n_rows, Y)))
+                      posterior=np.empty((0, Y)))  # set at the end
     previous = -np.inf
+    wp_buf: np.ndarray | None = None
     for it in range(1, max_iter + 1):
         log_post, log_marginal = _log_posterior(A, symbol_source, log_tables, log_prior,
                                                 log_abstain)
@@ -361,20 +366,21 @@ def fit_em(
         if fit_prior:
             objective += _log_prior_term(ppc, log_prior)
         result.objective.append(objective)
-        post = np.exp(log_post)
+        post = np.exp(log_post, out=log_post)  # in place: log_post is not needed again
         result.n_iter = it
         if np.isfinite(previous) and abs(objective - previous) <= tol * max(1.0, abs(objective)):
             result.converged = True
             break
         previous = objective
-        wp = post * w[:, None]
+        wp_buf = np.multiply(post, w[:, None], out=wp_buf)  # one buffer across iterations
+        wp = wp_buf
         log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts)
         log_prior = prior_step(wp)
     else:
         # the loop ended on an M-step: report the posterior at the final parameters
         log_post, _ = _log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
-        post = np.exp(log_post)
+        post = np.exp(log_post, out=log_post)
     result.log_tables, result.log_prior, result.posterior = log_tables, log_prior, post
     result.log_abstain = log_abstain
     return result

@@ -420,7 +420,12 @@ class LabelModel(BaseLabelModel):
                     self.class_balance_ = np.full(k, 1.0 / k)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", MetalWarning)  # unseen values: fit's rows
-                    out = self.predict_proba(unique if rows is None else unique[rows])
+                    if rows is None:
+                        out = self.predict_proba(unique)
+                    else:  # in blocks: no copy of the thinned rows of L at once
+                        step = DEFAULT_CHUNK_ROWS // 4
+                        out = np.concatenate([self.predict_proba(unique[rows[a:a + step]])
+                                              for a in range(0, rows.size, step)])
                 self.class_balance_ = balance
                 return out
             A = data.A if rows is None else data.A[rows]
