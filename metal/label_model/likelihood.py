@@ -58,6 +58,9 @@ CANDIDATES = ("em_votes", "em_abstain")  # plus "em_one_coin", the fallback with
 HELD_OUT_FRACTION = 0.2
 MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
 TIE_MARGIN = 1e-6  # nats per held-out row
+# unipolar sources: share of the unanimous rows that EM may overrule beyond what the
+# moment fit overrules (see step 6 of the rule)
+MAX_EXTRA_OVERRULED = 0.01
 RULE_MAX_ROWS = 100_000  # the rule runs on a random thinning of the rows to at most this many
 
 
@@ -105,6 +108,7 @@ class ModeChoice:
     chosen: str
     held_out_log_likelihood: dict[str, float] = field(default_factory=dict)
     degenerate_share: dict[str, float] = field(default_factory=dict)
+    overruled_share: dict[str, float] = field(default_factory=dict)
     reason: str = ""
 
 
@@ -175,13 +179,10 @@ def degenerate_share(tables: np.ndarray, vote_counts: np.ndarray, m: int, k: int
     return float(vote_counts[bad].sum() / total) if total > 0 else 0.0
 
 
-def held_out_log_likelihood(data: VoteData, tables: Tables, weights: np.ndarray,
-                            floor: float) -> float:
-    """Mean ``log P(values voted | which sources voted)`` of the rows weighted by ``weights``.
-
-    The difference of two log marginals of the same model: of the full vote pattern, and of
-    the pattern with every vote replaced by "voted" (``P(voted | y) = sum_v P(v | y)``).
-    """
+def _floored_log_tables(data: VoteData, tables: Tables, floor: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``log P(v | y)`` ``(m, k, k)``, ``log P(voted | y)``, ``log P(abstain | y)`` (both
+    ``(m, k)``) and the log class balance, every probability floored and renormalised."""
     m, k = data.n_sources, data.cardinality
     emitted = data.emitted()[:, None]  # values never emitted keep probability 0
     votes = np.where(emitted, np.maximum(tables.votes, floor), 0.0).reshape(m, k, k)
@@ -191,11 +192,47 @@ def held_out_log_likelihood(data: VoteData, tables: Tables, weights: np.ndarray,
         log_votes = np.log(votes) - np.log(total)[:, None, :]
         log_voted = np.log(votes.sum(axis=1)) - np.log(total)
     log_abst = np.log(abst) - np.log(total)
-    log_prior = np.log(tables.class_balance)
+    return log_votes, log_voted, log_abst, np.log(tables.class_balance)
+
+
+def full_log_posterior(data: VoteData, tables: Tables, floor: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Log posterior of the distinct rows from votes *and* abstentions, and each row's log
+    marginal ``log P(lambda)`` (the full vote pattern, abstentions included)."""
+    m, k = data.n_sources, data.cardinality
+    log_votes, _, log_abst, log_prior = _floored_log_tables(data, tables, floor)
+    return em_log_posterior(data.A, data.symbol_source, log_votes.reshape(m * k, k), log_prior,
+                            log_abst)
+
+
+def held_out_log_likelihood(data: VoteData, tables: Tables, weights: np.ndarray,
+                            floor: float, full: bool = False) -> float:
+    """Mean ``log P(values voted | which sources voted)`` of the rows weighted by ``weights``
+    (with ``full=True``: mean ``log P(lambda)`` of the whole vote pattern).
+
+    The difference of two log marginals of the same model: of the full vote pattern, and of
+    the pattern with every vote replaced by "voted" (``P(voted | y) = sum_v P(v | y)``).
+    """
+    m, k = data.n_sources, data.cardinality
+    _, log_voted, log_abst, log_prior = _floored_log_tables(data, tables, floor)
     src = data.symbol_source
-    _, full = em_log_posterior(data.A, src, log_votes.reshape(m * k, k), log_prior, log_abst)
+    _, whole = full_log_posterior(data, tables, floor)
+    if full:
+        return float(weights @ whole / max(float(weights.sum()), 1e-300))
     _, pattern = em_log_posterior(data.A, src, log_voted[src], log_prior, log_abst)
-    return float(weights @ (full - pattern) / max(float(weights.sum()), 1e-300))
+    return float(weights @ (whole - pattern) / max(float(weights.sum()), 1e-300))
+
+
+def overruled_share(data: VoteData, posterior: np.ndarray, weights: np.ndarray) -> float:
+    """Share of the (weighted) unanimous rows, with at least one vote and every vote for the
+    same class, where the argmax of ``posterior`` is another class."""
+    m, k = data.n_sources, data.cardinality
+    per_class = np.asarray(data.A @ np.tile(np.eye(k), (m, 1)))  # (n, k) votes per class
+    n_votes = per_class.sum(axis=1)
+    rows = (n_votes > 0) & (per_class.max(axis=1) == n_votes)
+    other = posterior.argmax(axis=1) != per_class.argmax(axis=1)
+    total = float(weights[rows].sum())
+    return float(weights[rows & other].sum() / total) if total > 0 else 0.0
 
 
 def votes_only_held_out(data: VoteData, result: EMResult, held_w: np.ndarray) -> float:
@@ -220,9 +257,10 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
     """Apply the rule of the module docstring; ``moment_tables`` None = no moment fit."""
     m, k = data.n_sources, data.cardinality
     choice = ModeChoice(chosen="moments" if moment_tables is not None else candidates[0])
-    if moment_tables is not None and multi_valued_share(data) == 0.0:
-        # every source emits a single value: every model scores exactly 0 (step 4), so the
-        # moment fit is kept without running EM
+    unipolar = moment_tables is not None and multi_valued_share(data) == 0.0
+    if unipolar and "em_abstain" not in candidates:
+        # every source emits a single value: the votes-only EM carries no evidence and every
+        # model scores exactly 0 (step 4), so the moment fit is kept without running EM
         choice.reason = "moments: every source emits a single value (nothing to compare)"
         return choice
     rng = np.random.default_rng(seed)
@@ -233,6 +271,10 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         data = VoteData(A=data.A[keep], counts=thinned[keep], n_sources=m, cardinality=k)
         start = start[keep]
     fit_w, held_w = _split_weights(data.counts, seed)
+    if unipolar:
+        assert moment_tables is not None
+        return _choose_unipolar(data, start, moment_tables, fit_w, held_w, log_prior, floor,
+                                max_iter, tol, prior_pseudo, choice)
     if moment_tables is not None:
         choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(
             data, moment_tables, held_w, floor)
@@ -275,6 +317,40 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
                          "better on the held-out rows")
     return choice
 
+
+def _choose_unipolar(data: VoteData, start: np.ndarray, moment_tables: Tables,
+                     fit_w: np.ndarray, held_w: np.ndarray, log_prior: np.ndarray | None,
+                     floor: float, max_iter: int, tol: float,
+                     prior_pseudo: float | np.ndarray, choice: ModeChoice) -> ModeChoice:
+    """Step 6 of the rule: moment fit or abstain-modelled EM when every source is unipolar."""
+    k = data.cardinality
+    res = run_em(data, start, fit_w, True, log_prior, max_iter, tol, prior_pseudo)
+    perm = keep_class_names(start, res, fit_w, k)
+    tables = em_tables(data, res, True, fit_w, perm)
+    ll = {"moments": held_out_log_likelihood(data, moment_tables, held_w, floor, full=True),
+          "em_abstain": held_out_log_likelihood(data, tables, held_w, floor, full=True)}
+    choice.held_out_log_likelihood = ll
+    choice.degenerate_share["em_abstain"] = degenerate_share(
+        tables.votes, data.vote_counts(fit_w), data.n_sources, k)
+    em_post, _ = full_log_posterior(data, tables, floor)
+    weights = data.counts.astype(np.float64)
+    over = {"moments": overruled_share(data, start, weights),
+            "em_abstain": overruled_share(data, em_post, weights)}
+    choice.overruled_share = over
+    if over["em_abstain"] > over["moments"] + MAX_EXTRA_OVERRULED:
+        choice.reason = (f"moments: every source emits a single value; the abstain-modelled EM "
+                         f"overrules the unanimous votes on {over['em_abstain']:.1%} of the rows "
+                         f"(moment fit {over['moments']:.1%}): its states do not name the classes")
+    elif ll["em_abstain"] > ll["moments"] + TIE_MARGIN:
+        choice.chosen = "em_abstain"
+        choice.reason = (f"em_abstain: every source emits a single value; higher held-out "
+                         f"log-likelihood of the full vote pattern, and it overrules the "
+                         f"unanimous votes on {over['em_abstain']:.1%} of the rows (moment fit "
+                         f"{over['moments']:.1%})")
+    else:
+        choice.reason = ("moments: every source emits a single value; the abstain-modelled EM "
+                         "does not explain the held-out vote patterns better")
+    return choice
 
 
 def one_coin_em(data: VoteData, start: np.ndarray, weights: np.ndarray, max_iter: int,
