@@ -48,7 +48,9 @@ from metal.label_model.likelihood import (
     keep_class_names,
     multi_valued_share,
     one_coin_em,
+    prior_center,
     run_em,
+    uniform_log_prior,
 )
 from metal.label_model.posterior import log_posterior, log_tables
 from metal.label_model.statistics import SourceStatistics, third_moments
@@ -77,7 +79,8 @@ class FitInfo:
     n_indicators: int
     permutation: list[int]
     class_balance_source: str  # "given", "Y_dev", "uniform" or "estimated"
-    mode: str = "moments"  # kept: "moments", "em_votes", "em_abstain" or "em_one_coin"
+    # kept: "moments", "em_votes", "em_votes_uniform", "em_abstain" or "em_one_coin"
+    mode: str = "moments"
     mode_choice: ModeChoice | None = None  # what the label-free rule compared (mode="auto")
     em_iter: int = 0
 
@@ -187,7 +190,8 @@ class LabelModel(BaseLabelModel):
     >>> model = LabelModel(cardinality=3, seed=0).fit(data.L)
     >>> model.predict_proba(data.L).shape
     (2000, 3)
-    >>> model.fit_info_.mode in ("moments", "em_votes", "em_abstain", "em_one_coin")
+    >>> model.fit_info_.mode in ("moments", "em_votes", "em_votes_uniform", "em_abstain",
+    ...                          "em_one_coin")
     True
     """
 
@@ -261,7 +265,7 @@ class LabelModel(BaseLabelModel):
             return ()
         if self.model_abstains is None:
             return CANDIDATES
-        return ("em_abstain",) if self.model_abstains else ("em_votes",)
+        return ("em_abstain",) if self.model_abstains else ("em_votes", "em_votes_uniform")
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -458,8 +462,13 @@ class LabelModel(BaseLabelModel):
                                      mode=chosen, mode_choice=choice, em_iter=n_iter)
             return self
         abstain = chosen == "em_abstain"
+        if chosen == "em_votes_uniform":
+            fixed = uniform_log_prior(k)
+            p_source = "uniform (held-out rule)"
+        center = (prior_center(data, moment_tables, float(self.prob_floor))
+                  if moment_tables is not None and not abstain else None)
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
-                     em_tol, self._prior_pseudo)
+                     em_tol, self._prior_pseudo, center)
         perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
         tables = em_tables(data, res, abstain, data.counts.astype(np.float64), perm)
         coding = SourceCoding(lm.n_sources, k)

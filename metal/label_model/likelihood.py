@@ -54,7 +54,9 @@ from scipy.optimize import linear_sum_assignment
 from metal.label_model.em import EMResult, em_log_posterior, fit_em
 
 MODES = ("auto", "moments", "em")
-CANDIDATES = ("em_votes", "em_abstain")  # plus "em_one_coin", the fallback without moments
+# "em_votes_uniform": em_votes with the class balance held uniform (see step 4 of the rule);
+# plus "em_one_coin", the fallback without moments
+CANDIDATES = ("em_votes", "em_votes_uniform", "em_abstain")
 HELD_OUT_FRACTION = 0.2
 MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
 TIE_MARGIN = 1e-6  # nats per held-out row
@@ -118,17 +120,40 @@ def _split_weights(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     return fit, counts - fit
 
 
+def uniform_log_prior(k: int) -> np.ndarray:
+    return np.full(k, -np.log(k))
+
+
+def prior_center(data: VoteData, tables: Tables, floor: float) -> np.ndarray:
+    """``(m * k, k)`` ``P(v | y, voted)`` of a fitted model (the moment fit): the centre of the
+    votes-only EM's pseudo-counts. Only emitted values get mass, each at least ``floor``."""
+    m, k = data.n_sources, data.cardinality
+    emitted = data.emitted()[:, None]
+    votes = np.where(emitted, np.maximum(tables.votes, floor), 0.0).reshape(m, k, k)
+    total = votes.sum(axis=1, keepdims=True)
+    return (votes / np.where(total > 0, total, 1.0)).reshape(m * k, k)
+
+
 def run_em(data: VoteData, start: np.ndarray, weights: np.ndarray, abstain: bool,
            log_prior: np.ndarray | None, max_iter: int, tol: float,
-           prior_pseudo: float | np.ndarray = 1.0) -> EMResult:
+           prior_pseudo: float | np.ndarray = 1.0,
+           center: np.ndarray | None = None) -> EMResult:
     """One EM refinement from the posterior ``start`` of the distinct rows.
 
     Pseudo-counts go to the values each source emits in ``L`` only: a value a source never
-    emits keeps probability 0 (so a unipolar source's vote is certain once it votes).
-    ``prior_pseudo`` are the class pseudo-counts (1 each, plus the counts of ``Y_dev``).
+    emits keeps probability 0 (so a unipolar source's vote is certain once it votes). Each
+    source gets as many pseudo-counts per class as it emits values: one per value (a flat
+    prior), or, with ``center`` (``P(v | y, voted)`` of the moment fit, votes-only EM), the
+    same mass spread in proportion to ``center``: the moment fit is the prior's centre, and
+    the data outweigh it as the counts grow. ``prior_pseudo`` are the class pseudo-counts (1
+    each, plus the counts of ``Y_dev``).
     """
     fixed = log_prior is not None
     pseudo = np.repeat(data.emitted()[:, None].astype(np.float64), data.cardinality, axis=1)
+    if center is not None:
+        k = data.cardinality
+        per_source = pseudo[:, 0].reshape(data.n_sources, k).sum(axis=1)  # values emitted
+        pseudo = center * np.repeat(per_source, k)[:, None] * pseudo
     return fit_em(data.A, data.symbol_source, start, row_weights=weights, pseudo_count=pseudo,
                   prior_pseudo_count=prior_pseudo, fit_prior=not fixed, init_log_prior=log_prior,
                   max_iter=max_iter, tol=tol, implicit_abstain=abstain,
@@ -286,10 +311,15 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
             data, coin, held_w, floor)
         baseline = "em_one_coin"
     counts = data.vote_counts(fit_w)
+    center = None if moment_tables is None else prior_center(data, moment_tables, floor)
     best, best_ll = None, -np.inf
     for name in candidates:
         abstain = name == "em_abstain"
-        res = run_em(data, start, fit_w, abstain, log_prior, max_iter, tol, prior_pseudo)
+        if name == "em_votes_uniform" and log_prior is not None:
+            continue  # the balance is fixed already
+        res = run_em(data, start, fit_w, abstain,
+                     uniform_log_prior(k) if name == "em_votes_uniform" else log_prior,
+                     max_iter, tol, prior_pseudo, None if abstain else center)
         perm = keep_class_names(start, res, fit_w, k)
         tables = em_tables(data, res, abstain, fit_w, perm)
         if abstain:
