@@ -102,9 +102,13 @@ class LabelModel(BaseLabelModel):
     refinements are scored on 20% of the rows held out from their fit, a refinement that
     treats more than 10% of the votes as no better than random counts as degenerate, and the
     best non-degenerate refinement is kept if its held-out log-likelihood beats the moment
-    fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). With more than
-    ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM starts
-    from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
+    fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). The votes-only EM
+    is tried with the class balance estimated and held uniform, and its prior is centred on
+    the moment fit. When every source is unipolar, the abstain-modelled EM is compared with
+    the moment fit by the held-out likelihood of the full vote pattern, after a check that it
+    does not overrule unanimous votes (more than 1% of those rows beyond the moment fit).
+    With more than ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is
+    skipped and EM starts from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
 
     Parameters
     ----------
@@ -126,8 +130,8 @@ class LabelModel(BaseLabelModel):
         unipolar sources. EM always refines full tables.
     model_abstains
         What counts as evidence. ``None`` (default): decided per fit, the moment fit predicts
-        from votes only, ``"em_votes"`` from votes given that the source voted, ``"em_abstain"``
-        from votes and abstentions. ``True``: abstentions are evidence (a unipolar source's
+        from votes only, ``"em_votes"`` (and ``"em_votes_uniform"``) from votes given that the
+        source voted, ``"em_abstain"`` from votes and abstentions. ``True``: abstentions are evidence (a unipolar source's
         silence counts; EM models them). ``False``: only votes are (EM is Dawid-Skene's).
     dependencies
         Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
