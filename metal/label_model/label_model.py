@@ -108,7 +108,8 @@ class LabelModel(BaseLabelModel):
     the moment fit by the held-out likelihood of the full vote pattern, after a check that it
     does not overrule unanimous votes (more than 1% of those rows beyond the moment fit).
     With more than ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is
-    skipped and EM starts from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
+    skipped and EM starts from the majority vote. The posterior ``P(Y | lambda)`` is computed
+    in log space.
 
     Parameters
     ----------
@@ -131,8 +132,9 @@ class LabelModel(BaseLabelModel):
     model_abstains
         What counts as evidence. ``None`` (default): decided per fit, the moment fit predicts
         from votes only, ``"em_votes"`` (and ``"em_votes_uniform"``) from votes given that the
-        source voted, ``"em_abstain"`` from votes and abstentions. ``True``: abstentions are evidence (a unipolar source's
-        silence counts; EM models them). ``False``: only votes are (EM is Dawid-Skene's).
+        source voted, ``"em_abstain"`` from votes and abstentions. ``True``: abstentions are
+        evidence (a unipolar source's silence counts; EM models them). ``False``: only votes
+        are (EM is Dawid-Skene's).
     dependencies
         Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
         source indices, or names from ``source_names``). The graph is triangulated; each

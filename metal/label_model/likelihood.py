@@ -1,8 +1,9 @@
 """Maximum-likelihood refinement of a single-task label model, and the rule that picks its mode.
 
 The moment fit (:mod:`metal.label_model.estimation`) is fast, and the start of an EM refinement
-(:func:`metal.label_model.em.fit_em`) over full per-source tables ``P(vote | y)``. Three candidates are
-refined, all started from the moment fit's posterior (so its class naming is kept):
+(:func:`metal.label_model.em.fit_em`) over full per-source tables ``P(vote | y)``. Three
+candidates are refined, all started from the moment fit's posterior (so its class naming is
+kept):
 
 ``"em_votes"``
     Abstentions are not modelled: tables are ``P(vote | y, the source voted)`` (Dawid-Skene).
@@ -265,7 +266,6 @@ def held_out_log_likelihood(data: VoteData, tables: Tables, weights: np.ndarray,
     The difference of two log marginals of the same model: of the full vote pattern, and of
     the pattern with every vote replaced by "voted" (``P(voted | y) = sum_v P(v | y)``).
     """
-    m, k = data.n_sources, data.cardinality
     _, log_voted, log_abst, log_prior = _floored_log_tables(data, tables, floor)
     src = data.symbol_source
     _, whole = full_log_posterior(data, tables, floor)
