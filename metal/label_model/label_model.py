@@ -271,7 +271,7 @@ class LabelModel(BaseLabelModel):
             return ()
         if self.model_abstains is None:
             return CANDIDATES
-        return ("em_abstain",) if self.model_abstains else ("em_votes", "em_votes_uniform")
+        return ("em_abstain",) if self.model_abstains else ("em_votes",)
 
     # ------------------------------------------------------------------ fitting
     def fit(

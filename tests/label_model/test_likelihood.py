@@ -22,6 +22,8 @@ from metal.label_model.likelihood import (
     keep_class_names,
     multi_valued_share,
     overruled_share,
+    prior_center,
+    run_em,
 )
 from metal.matrix import to_sparse_labels
 
@@ -286,3 +288,48 @@ def test_many_sources_or_classes_fit_without_nan(m, k):
     assert np.isfinite(model.get_conditional_probs()).all()
     mv = MajorityVoter(cardinality=k).score(data.L, data.Y)["accuracy"]
     assert model.score(data.L, data.Y)["accuracy"] >= mv - 0.02
+
+
+def test_votes_only_em_tries_a_uniform_balance_and_keeps_it_only_if_held_out_votes_agree():
+    # crowd-style data (every source emits every class) with a skewed balance: the estimated
+    # balance predicts held-out votes better, so em_votes (not em_votes_uniform) is kept
+    rng = np.random.default_rng(5)
+    n, m, k = 3_000, 12, 3
+    y = rng.choice(k, size=n, p=[0.7, 0.2, 0.1])
+    acc = rng.uniform(0.55, 0.85, size=m)
+    right = rng.random((n, m)) < acc
+    L = np.where(right, y[:, None], (y[:, None] + rng.integers(1, k, size=(n, m))) % k)
+    L = np.where(rng.random((n, m)) < 0.5, L, -1)
+    model = LabelModel(cardinality=k, seed=0).fit(L)
+    choice = model.fit_info_.mode_choice
+    assert choice is not None
+    ll = choice.held_out_log_likelihood
+    assert ll["em_votes"] > ll["em_votes_uniform"]
+    assert model.fit_info_.mode in ("em_votes", "em_abstain")
+    assert model.class_balance_[0] > 0.6
+    # a forced votes-only EM is the estimated-balance variant
+    forced = LabelModel(cardinality=k, seed=0, mode="em", model_abstains=False).fit(L)
+    assert forced.fit_info_.mode == "em_votes"
+
+
+def test_votes_only_prior_is_centred_on_the_moment_fit_with_the_flat_prior_mass():
+    L = np.array([[0, 1, -1], [1, 1, 0], [0, -1, 0], [2, 0, -1], [1, 2, 2]])
+    data = _vote_data(L, 3)
+    rng = np.random.default_rng(1)
+    votes = rng.uniform(0.05, 0.3, size=(9, 3))
+    tables = Tables(votes=votes, abstain=1 - votes.reshape(3, 3, 3).sum(axis=1),
+                    class_balance=np.full(3, 1 / 3))
+    center = prior_center(data, tables, 1e-3)
+    emitted = data.emitted()
+    assert np.all(center[~emitted] == 0)  # never-emitted values keep probability 0
+    np.testing.assert_allclose(center.reshape(3, 3, 3).sum(axis=1), 1.0)
+    start = np.full((5, 3), 1 / 3)
+    # no data (zero row weights): the MAP tables are the prior's centre ...
+    res = run_em(data, start, np.zeros(5), False, None, 5, 1e-9, center=center)
+    np.testing.assert_allclose(np.exp(res.log_tables)[emitted], center[emitted], atol=1e-12)
+    # ... and with data, the prior weighs as much as the flat one (one count per emitted value)
+    w = np.full(5, 1000.0)
+    flat = run_em(data, start, w, False, None, 1, 1e-9)
+    centred = run_em(data, start, w, False, None, 1, 1e-9, center=center)
+    gap = np.abs(np.exp(flat.log_tables) - np.exp(centred.log_tables))[emitted].max()
+    assert 0 < gap < 3 / 1000
