@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine_line, markdown_table, write_section  # noqa: E402
 
 from metal.data.synthetic_dependencies import make_dependent_synthetic  # noqa: E402
-from metal.label_model.dependencies import learn_dependencies  # noqa: E402
 from metal.label_model.label_model import LabelModel  # noqa: E402
+from metal.label_model.structure import learn_dependencies  # noqa: E402
 
 torch.set_num_threads(1)
 FIGURES = Path(__file__).resolve().parent / "figures"

@@ -28,10 +28,10 @@ from metal.label_model import (
     label_statistics,
 )
 from metal.label_model.dawid_skene import DawidSkene
-from metal.label_model.dependencies import learn_dependencies
 from metal.label_model.hierarchical import HierarchicalMajorityVoter, SeparateTaskLabelModels
 from metal.label_model.identifiability import IdentifiabilityReport, check_identifiability
 from metal.label_model.multitask import MultiTaskLabelModel
+from metal.label_model.structure import learn_dependencies
 from metal.labeling import LabelingFunction, LFApplier, labeling_function, lf_summary
 from metal.matrix import ABSTAIN, check_label_matrix, to_dense_labels, to_sparse_labels
 from metal.metrics import probs_to_preds, score_predictions

@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     label_model = None
     if args.probs:
-        from metal.cli import _read_probs
+        from metal._cli_io import _read_probs
 
         targets = _read_probs(args.probs)
         if targets.shape != (train.n_rows, k):

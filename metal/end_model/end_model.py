@@ -39,7 +39,8 @@ from metal.end_model.trainer import (
 )
 from metal.errors import ConfigError, LabelMatrixError, NotFittedError
 from metal.metrics import METRICS, probs_to_preds, score_predictions
-from metal.tasks.graph import TaskGraph, task_graph_from_dict
+from metal.tasks.graph import TaskGraph
+from metal.tasks.serialize import task_graph_from_dict
 
 PREDICT_BATCH = 4096
 

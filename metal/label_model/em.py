@@ -103,6 +103,10 @@ def _check_inputs(A: sp.spmatrix, symbol_source: np.ndarray) -> tuple[sp.csr_mat
     return A, symbol_source.astype(np.int64), n_sources
 
 
+# stored votes up to which fit_em keeps a CSR copy of A's transpose for the M-step
+TRANSPOSE_COPY_NNZ = 2_000_000
+
+
 def _source_sum(symbol_source: np.ndarray, n_sources: int) -> sp.csr_matrix:
     """``(n_sources, S)`` 0/1 matrix that sums the rows of an ``(S, Y)`` table per source."""
     S = symbol_source.shape[0]
@@ -129,6 +133,13 @@ def em_log_posterior(
         ``(n_rows,)`` ``log P(row)``.
     """
     A, symbol_source, _ = _check_inputs(A, symbol_source)
+    return _log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
+
+
+def _log_posterior(A: sp.csr_matrix, symbol_source: np.ndarray, log_tables: np.ndarray,
+                   log_prior: np.ndarray, log_abstain: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`em_log_posterior` on checked inputs (the EM loop checks them once)."""
     if log_abstain is None:
         scores = np.asarray(A @ log_tables) + log_prior[None, :]
     else:
@@ -139,11 +150,22 @@ def em_log_posterior(
 
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
-    """``logsumexp`` over each row (scipy's general version is several times slower here)."""
-    top = scores.max(axis=1)
-    top = np.where(np.isfinite(top), top, 0.0)
+    """``logsumexp`` over each row (scipy's general version is several times slower here).
+
+    Column by column: numpy reduces along a short last axis far slower than it combines whole
+    columns elementwise (the sum keeps the same left-to-right order, so the result is the same).
+    """
+    if scores.shape[1] == 0:
+        return np.full(scores.shape[0], -np.inf)
+    top = scores[:, 0].copy()
+    for y in range(1, scores.shape[1]):
+        np.maximum(top, scores[:, y], out=top)
+    top[~np.isfinite(top)] = 0.0
+    total = np.exp(scores[:, 0] - top)
+    for y in range(1, scores.shape[1]):
+        total += np.exp(scores[:, y] - top)
     with np.errstate(divide="ignore"):
-        return np.log(np.exp(scores - top[:, None]).sum(axis=1)) + top
+        return np.log(total) + top
 
 
 #: ``(expected symbol counts + pseudo-counts (S, Y), expected abstain counts + pseudo-counts
@@ -154,7 +176,7 @@ TablesFromCounts = Callable[[np.ndarray, "np.ndarray | None"],
 
 
 def _m_step(
-    A: sp.csr_matrix,
+    AT: sp.csr_matrix | sp.csc_matrix,
     weighted_post: np.ndarray,
     source_sum: sp.csr_matrix,
     symbol_source: np.ndarray,
@@ -163,7 +185,7 @@ def _m_step(
     tables_from_counts: TablesFromCounts | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table)."""
-    vote_counts = np.asarray(A.T @ weighted_post)
+    vote_counts = np.asarray(AT @ weighted_post)  # AT: the transpose of the symbol matrix
     counts = vote_counts + pseudo_count
     log_abstain = None
     per_source = np.asarray(source_sum @ counts)
@@ -203,6 +225,7 @@ def fit_em(
     *,
     init_log_tables: np.ndarray | None = None,
     init_log_prior: np.ndarray | None = None,
+    init_log_abstain: np.ndarray | None = None,
     row_weights: np.ndarray | None = None,
     pseudo_count: float | np.ndarray = 1.0,
     prior_pseudo_count: float | np.ndarray = 1.0,
@@ -226,7 +249,8 @@ def fit_em(
     init_posterior
         ``(n_rows, Y)`` starting posterior (majority vote, or the moment fit's posterior); EM
         starts with an M-step from it. Give either this or ``init_log_tables`` and
-        ``init_log_prior`` (EM then starts with an E-step).
+        ``init_log_prior`` (EM then starts with an E-step; with ``implicit_abstain`` also
+        ``init_log_abstain``, the ``(n_sources, Y)`` log abstain table).
     row_weights
         ``(n_rows,)`` non-negative weights, e.g. the counts of deduplicated rows.
     pseudo_count
@@ -298,10 +322,13 @@ def fit_em(
         with np.errstate(divide="ignore"):
             return np.log(mass / mass.sum())
 
+    # the M-step's A.T @ post: a CSR copy of the transpose is faster than the CSC view while
+    # it is small; for large A the view avoids doubling the memory
+    A_m = A.T.tocsr() if A.nnz <= TRANSPOSE_COPY_NNZ else A.T
     log_abstain: np.ndarray | None
     if post is not None:
         wp = post * w[:, None]
-        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc,
+        log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts)
         log_prior = prior_step(wp)
     else:
@@ -311,17 +338,22 @@ def fit_em(
         if log_tables.shape != (A.shape[1], Y):
             raise ConfigError(f"init_log_tables must have shape {(A.shape[1], Y)}, "
                               f"got {log_tables.shape}")
-        if implicit_abstain:
-            raise ConfigError("implicit_abstain needs init_posterior (the abstain table is "
-                              "estimated in the first M-step)")
         log_abstain = None
+        if implicit_abstain:
+            if init_log_abstain is None:
+                raise ConfigError("implicit_abstain needs init_posterior, or init_log_abstain "
+                                  "with the initial tables")
+            log_abstain = np.asarray(init_log_abstain, dtype=np.float64)
+            if log_abstain.shape != (n_sources, Y):
+                raise ConfigError(f"init_log_abstain must have shape {(n_sources, Y)}, "
+                                  f"got {log_abstain.shape}")
 
     result = EMResult(log_tables=log_tables, log_prior=log_prior,
                       posterior=np.empty((n_rows, Y)))
     previous = -np.inf
     for it in range(1, max_iter + 1):
-        log_post, log_marginal = em_log_posterior(A, symbol_source, log_tables, log_prior,
-                                                  log_abstain)
+        log_post, log_marginal = _log_posterior(A, symbol_source, log_tables, log_prior,
+                                                log_abstain)
         objective = float(w @ log_marginal) + _log_prior_term(pc, log_tables)
         if abst_pc is not None and log_abstain is not None:
             objective += _log_prior_term(abst_pc, log_abstain)
@@ -335,12 +367,12 @@ def fit_em(
             break
         previous = objective
         wp = post * w[:, None]
-        log_tables, log_abstain = _m_step(A, wp, source_sum, symbol_source, pc, abst_pc,
+        log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts)
         log_prior = prior_step(wp)
     else:
         # the loop ended on an M-step: report the posterior at the final parameters
-        log_post, _ = em_log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
+        log_post, _ = _log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
         post = np.exp(log_post)
     result.log_tables, result.log_prior, result.posterior = log_tables, log_prior, post
     result.log_abstain = log_abstain
@@ -403,20 +435,114 @@ def one_hot_votes(
     return A, np.repeat(np.arange(m), W)
 
 
+# above this many rows, dense rows are grouped by a hash (checked exactly) instead of sorted
+HASH_UNIQUE_ROWS = 100_000
+# compress_rows keeps L as is when at least this share of its rows are distinct
+MOSTLY_DISTINCT = 0.9
+
+
+def _unique_rows_hashed(
+    L: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`unique_rows` of a large dense matrix via one 64-bit hash per row.
+
+    Each row's bytes, read as 64-bit words, are salted, mixed and summed; the grouping is then
+    checked word for word, and ``None`` (sort instead) is returned on a collision. The
+    distinct rows come in hash order, not sorted.
+    """
+    words, h = _row_hashes(L)
+    return _group_hashed(L, words, h, np.argsort(h))
+
+
+def compress_rows(L: np.ndarray | sp.spmatrix) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
+    """Rows and multiplicities that stand for ``L`` in weighted sums over its rows.
+
+    The distinct rows of ``L`` with their counts (:func:`unique_rows`), except for a large
+    dense ``L`` whose rows are nearly all distinct (at least ``MOSTLY_DISTINCT`` of them, by
+    the row hash): merging would then cost more than it saves, and ``L`` comes back as is with
+    counts of 1.
+    """
+    if not sp.issparse(L) and L.shape[0] > HASH_UNIQUE_ROWS:
+        L = np.ascontiguousarray(L)
+        words, h = _row_hashes(L)
+        order = np.argsort(h)
+        sorted_h = h[order]
+        n_distinct = 1 + int(np.count_nonzero(sorted_h[1:] != sorted_h[:-1]))
+        if n_distinct >= MOSTLY_DISTINCT * L.shape[0]:
+            return L, np.ones(L.shape[0], dtype=np.int64)
+        grouped = _group_hashed(L, words, h, order)
+        if grouped is not None:
+            return grouped[0], grouped[2]
+    unique, _, counts = unique_rows(L)
+    return unique, counts
+
+
+def _row_hashes(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a dense matrix as 64-bit words, and one mixed 64-bit hash per row."""
+    n = L.shape[0]
+    raw = L.view(np.uint8).reshape(n, -1)
+    width = -(-raw.shape[1] // 8) * 8
+    if width != raw.shape[1]:
+        padded = np.zeros((n, width), dtype=np.uint8)
+        padded[:, :raw.shape[1]] = raw
+        raw = padded
+    words = raw.view(np.uint64)  # (n, width / 8)
+    salts = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1],
+                                                   dtype=np.uint64)
+    h = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for w in range(words.shape[1]):
+            # each word salted by its position and mixed (splitmix-style) before summing: a
+            # plain product keeps a difference in a word's top byte in the top bits only
+            z = words[:, w] + salts[w]
+            z ^= z >> np.uint64(30)
+            z *= np.uint64(0xBF58476D1CE4E5B9)
+            z ^= z >> np.uint64(27)
+            z *= np.uint64(0x94D049BB133111EB)
+            z ^= z >> np.uint64(31)
+            h += z
+    return words, h
+
+
+def _group_hashed(L: np.ndarray, words: np.ndarray, h: np.ndarray, order: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Group the rows by hash (``order`` sorts ``h``; ties in any order); None on a collision."""
+    n = L.shape[0]
+    sorted_h = h[order]
+    new_group = np.empty(n, dtype=bool)
+    new_group[0] = True
+    np.not_equal(sorted_h[1:], sorted_h[:-1], out=new_group[1:])
+    starts = np.flatnonzero(new_group)
+    counts = np.diff(np.append(starts, n))
+    first = order[starts]
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(new_group) - 1
+    # only rows that share a hash need checking: a collision sends us back to sorting
+    shared = np.flatnonzero(counts[inverse] > 1)
+    if shared.size and not np.array_equal(words[shared], words[first[inverse[shared]]]):
+        return None
+    return L[first], inverse, counts.astype(np.int64)
+
+
 def unique_rows(
     L: np.ndarray | sp.spmatrix,
 ) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray]:
     """Collapse duplicate rows of a label matrix.
 
     Returns ``(unique, inverse, counts)`` with ``L[i] == unique[inverse[i]]``. Dense input is
-    compared exactly. Sparse input is grouped by two independent 64-bit hashes of each row's
-    stored ``(column, value)`` pairs (a collision needs two rows to agree on 128 random bits),
-    so no dense copy is made.
+    compared exactly (above ``HASH_UNIQUE_ROWS`` rows: grouped by a hash first, then checked).
+    Sparse input is grouped by two independent 64-bit hashes of each row's stored ``(column,
+    value)`` pairs (a collision needs two rows to agree on 128 random bits), so no dense copy
+    is made.
     """
     if not sp.issparse(L):
         L = np.ascontiguousarray(L)
         if L.shape[0] == 0:
             return L, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if L.shape[0] > HASH_UNIQUE_ROWS:
+            hashed = _unique_rows_hashed(L)
+            if hashed is not None:
+                return hashed
         view = L.view(np.dtype((np.void, L.dtype.itemsize * L.shape[1])))[:, 0]
         _, first, inverse, counts = np.unique(view, return_index=True, return_inverse=True,
                                               return_counts=True)

@@ -294,14 +294,23 @@ def fit_moments(
         ``y`` with the same ``projection[a, y]`` (e.g. feasible vectors that agree on a
         source's tasks). Needs ``method="moments"``; ignored when ``tied``.
     device
-        Torch device for the fit (``"cpu"`` or ``"cuda"``).
+        Torch device for the fit (``"cpu"`` or ``"cuda"``). On ``"cpu"``, ``method="moments"``
+        without a projection (and without third moments) runs in numpy with a closed-form
+        gradient and scipy's L-BFGS-B (the same objective; no autograd overhead per step);
+        the other cases use torch's L-BFGS.
     seed
         Seed of this fit's own random generator (no global state is touched).
     """
-    import torch
-
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is not known; expected one of {METHODS}")
+    if (method == "moments" and (projection is None or tied) and str(device) == "cpu"
+            and (class_balance is not None or problem.third is None)):
+        # the default path: closed-form gradient in numpy and scipy's L-BFGS-B (the same
+        # optimum as the torch path below, without autograd's per-step overhead on tiny d)
+        return _fit_moments_numpy(problem, K, class_balance=class_balance, init_mu=init_mu,
+                                  max_iter=max_iter, tol=tol, l2=l2, tied=tied, seed=seed)
+    import torch
+
     dev = _resolve_device(device)
     groups = torch.as_tensor(problem.groups, dtype=torch.int64, device=dev)
     param = _Parameterisation(groups, problem.n_groups, K)
@@ -417,6 +426,171 @@ def fit_moments(
                 max_iter=max_iter, tol=tol, l2=l2, tied=tied, projection=projection,
                 device=dev, seed=seed,
             )
+            refit.permutation = perm
+            return refit
+    return MomentFit(mu=mu, abstain=abstain, class_balance=p, loss=loss, n_iter=n_iter,
+                     permutation=perm)
+
+
+class _MomentLoss:
+    """Loss of :func:`fit_moments` (method ``"moments"``) and its gradient, in numpy.
+
+    The same objective as the torch path: ``(||W o (O - mu P mu^T)||^2 + ||means - mu p||^2) /
+    scale + l2 * mean((logits - logits0)^2)``, with ``mu`` a softmax over each group's codes
+    plus a zero abstain logit, and either free or tied logits (``off + softplus(gap) *
+    agreement``). The matrices are ``d x d`` with small ``d``: a closed-form gradient costs a
+    few matrix products, where autograd's bookkeeping dominated the step.
+    """
+
+    def __init__(self, problem: MomentProblem, K: int, logits0: np.ndarray,
+                 class_balance: np.ndarray | None, l2: float, tied: bool) -> None:
+        import scipy.sparse as sp
+
+        d = problem.means.shape[0]
+        self.K, self.d, self.tied, self.l2 = K, d, tied, float(l2)
+        self.groups = np.asarray(problem.groups, dtype=np.int64)
+        self.n_groups = int(problem.n_groups)
+        # group sums and maxima of per-indicator quantities: by segments when the indicators
+        # come sorted by group (the usual case), else through a 0/1 matrix
+        self.sorted = bool((np.diff(self.groups) >= 0).all())
+        present, self.starts, self.sizes = np.unique(self.groups, return_index=True,
+                                                     return_counts=True)
+        self.singletons = self.sorted and bool((self.sizes == 1).all())
+        self.present = present
+        self.member = sp.csr_matrix((np.ones(d), (self.groups, np.arange(d))),
+                                    shape=(self.n_groups, d))
+        self.target = np.asarray(problem.second, dtype=np.float64)
+        self.weight = np.asarray(problem.omega, dtype=np.float64)
+        self.symmetric = bool(np.array_equal(self.target, self.target.T)
+                              and np.array_equal(self.weight, self.weight.T))
+        self.means = np.asarray(problem.means, dtype=np.float64)
+        mask = self.weight > 0
+        self.scale = max(float((self.target[mask] ** 2).sum() + (self.means ** 2).sum()), 1e-30)
+        self.agree = np.asarray(problem.agreement, dtype=np.float64)
+        self.logits0 = logits0
+        self.estimate_balance = class_balance is None
+        self.p_fixed = None if class_balance is None else np.asarray(class_balance, np.float64)
+
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        n = 2 * self.d if self.tied else self.d * self.K
+        body = x[:n].reshape(self.d, 2) if self.tied else x[:n].reshape(self.d, self.K)
+        return body, (x[n:] if self.estimate_balance else None)
+
+    def logits(self, body: np.ndarray) -> np.ndarray:
+        if self.tied:
+            return body[:, 1:2] + np.logaddexp(0.0, body[:, 0:1]) * self.agree
+        return body
+
+    def balance(self, p_logits: np.ndarray | None) -> np.ndarray:
+        if p_logits is None:
+            assert self.p_fixed is not None
+            return self.p_fixed
+        e = np.exp(p_logits - p_logits.max())
+        return e / e.sum()
+
+    def probs(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``mu`` (d, K) and the abstain probabilities (n_groups, K)."""
+        if self.singletons:  # one indicator per group: no reductions needed
+            gmax = np.maximum(logits, 0.0)
+            e = np.exp(logits - gmax)
+            rest = np.exp(-gmax)
+            denom = rest + e
+            abstain = np.ones((self.n_groups, self.K))
+            abstain[self.present] = rest / denom
+            return e / denom, abstain
+        gmax = np.zeros((self.n_groups, self.K))
+        if self.sorted:
+            gmax[self.present] = np.maximum(np.maximum.reduceat(logits, self.starts, axis=0), 0)
+        else:
+            np.maximum.at(gmax, self.groups, logits)
+        e = np.exp(logits - gmax[self.groups])
+        denom = np.exp(-gmax) + self.group_sum(e)
+        return e / denom[self.groups], np.exp(-gmax) / denom
+
+    def group_sum(self, x: np.ndarray) -> np.ndarray:
+        """``(n_groups, K)`` sums of the rows of ``x`` over each group."""
+        if self.sorted:
+            out = np.zeros((self.n_groups, x.shape[1]))
+            out[self.present] = np.add.reduceat(x, self.starts, axis=0)
+            return out
+        return np.asarray(self.member @ x)
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        body, p_logits = self.split(x)
+        logits = self.logits(body)
+        mu, _ = self.probs(logits)
+        p = self.balance(p_logits)
+        mu_p = mu * p
+        R = (self.target - mu @ mu_p.T) * self.weight
+        r1 = self.means - mu @ p
+        loss = (float((R * R).sum()) + float(r1 @ r1)) / self.scale
+        # d loss / d mu (R is already masked; d pred / d mu through both factors)
+        RmuP = R @ mu_p
+        g_mu = -2.0 * (RmuP + (RmuP if self.symmetric else R.T @ mu_p))
+        g_mu -= 2.0 * r1[:, None] * p[None, :]
+        g_mu /= self.scale
+        # through the group softmax: d mu_a / d l_b = mu_a (1[a=b] - mu_b) within a group
+        gm = g_mu * mu
+        inner = gm if self.singletons else self.group_sum(gm)[self.groups]
+        g_logits = mu * g_mu - mu * inner
+        if self.l2 > 0:
+            diff = logits - self.logits0
+            loss += self.l2 * float((diff * diff).mean())
+            g_logits += (2.0 * self.l2 / diff.size) * diff
+        if self.tied:
+            soft_grad = 1.0 / (1.0 + np.exp(-body[:, 0]))  # softplus' = sigmoid
+            g_body = np.stack([(g_logits * self.agree).sum(1) * soft_grad,
+                               g_logits.sum(1)], axis=1)
+        else:
+            g_body = g_logits
+        if not self.estimate_balance:
+            return loss, g_body.ravel()
+        # d loss / d p, then through the softmax of the balance logits
+        g_p = -2.0 * (np.einsum("ay,ay->y", mu, R @ mu) + r1 @ mu) / self.scale
+        g_pl = p * (g_p - float(g_p @ p))
+        return loss, np.concatenate([g_body.ravel(), g_pl])
+
+
+def _fit_moments_numpy(problem: MomentProblem, K: int, *, class_balance: np.ndarray | None,
+                       init_mu: np.ndarray | None, max_iter: int, tol: float, l2: float,
+                       tied: bool, seed: int) -> MomentFit:
+    """:func:`fit_moments` for ``method="moments"`` without a projection or third moments."""
+    from scipy.optimize import minimize
+
+    mu_start = initial_mu(problem, K) if init_mu is None else init_mu
+    logits0 = _logits_from_mu(mu_start, problem.groups, problem.n_groups)
+    fun = _MomentLoss(problem, K, logits0, class_balance, l2, tied)
+    if tied:
+        agree = fun.agree
+        on = (logits0 * agree).sum(1) / np.maximum(agree.sum(1), 1e-12)
+        off = (logits0 * (1 - agree)).sum(1) / np.maximum((1 - agree).sum(1), 1e-12)
+        # "better than random" per indicator: on = off + softplus(gap) >= off
+        gap0 = np.maximum(on - off, 1e-3)
+        body0 = np.stack([gap0 + np.log(-np.expm1(-gap0)), off], axis=1)  # inverse softplus
+    else:
+        body0 = logits0
+    x0 = body0.ravel()
+    if class_balance is None:
+        x0 = np.concatenate([x0, np.zeros(K)])
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": int(max_iter), "maxfun": int(max_iter * 1.25) + 1,
+                            "maxcor": 50, "gtol": tol, "ftol": tol * 1e-3})
+    body, p_logits = fun.split(res.x)
+    mu, abstain = fun.probs(fun.logits(body))
+    p = fun.balance(p_logits).copy()
+    loss = float(fun(res.x)[0])
+    n_iter = int(res.nit)
+    # tied parameters name the classes by construction (a vote "agrees" with one class)
+    perm = np.arange(K) if tied else name_classes(mu, problem.agreement)
+    if not np.array_equal(perm, np.arange(K)):
+        inv = np.argsort(perm)
+        mu, abstain, p_perm = mu[:, inv], abstain[:, inv], p[inv]
+        if class_balance is None:
+            p = p_perm
+        elif init_mu is None:  # refit once; a refit never triggers another
+            # the prior pins the class names: restart from the renamed solution
+            refit = _fit_moments_numpy(problem, K, class_balance=class_balance, init_mu=mu,
+                                       max_iter=max_iter, tol=tol, l2=l2, tied=tied, seed=seed)
             refit.permutation = perm
             return refit
     return MomentFit(mu=mu, abstain=abstain, class_balance=p, loss=loss, n_iter=n_iter,

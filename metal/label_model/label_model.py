@@ -32,7 +32,7 @@ from metal.label_model.base import (
 from metal.label_model.coding import SourceCoding
 from metal.label_model.dense import DenseScorer, dense_applicable
 from metal.label_model.dependencies import refine_by_components
-from metal.label_model.em import one_hot_votes, unique_rows
+from metal.label_model.em import compress_rows, one_hot_votes
 from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.likelihood import (
@@ -50,6 +50,7 @@ from metal.label_model.likelihood import (
     one_coin_em,
     prior_center,
     run_em,
+    thin_rows,
     uniform_log_prior,
 )
 from metal.label_model.posterior import log_posterior, log_tables
@@ -107,9 +108,10 @@ class LabelModel(BaseLabelModel):
     the moment fit. When every source is unipolar, the abstain-modelled EM is compared with
     the moment fit by the held-out likelihood of the full vote pattern, after a check that it
     does not overrule unanimous votes (more than 1% of those rows beyond the moment fit).
-    With more than ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is
-    skipped and EM starts from the majority vote. The posterior ``P(Y | lambda)`` is computed
-    in log space.
+    With more than 50,000 rows the rule looks at a seeded thinning to about that many, and
+    the kept EM is refitted on all rows from its thinned fit. With more than
+    ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM
+    starts from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
 
     Parameters
     ----------
@@ -415,35 +417,56 @@ class LabelModel(BaseLabelModel):
         """EM refinement of the moment fit (or of the majority vote), chosen by the rule."""
         data, unique = vote_data
         n_rows = lm.n_rows
+        rule = len(candidates) > 1 or moments and self.mode == "auto"
+        # with many rows the rule looks at a thinning of them: the starting posterior is needed
+        # on those rows only, and on all rows only when the final fit cannot start warm
+        rule_data, keep = thin_rows(data, int(self.seed)) if rule else (data, None)
+
+        def start_of(rows: np.ndarray | None) -> np.ndarray:
+            if moments:
+                balance = self.class_balance_
+                if p is None:  # start from the moment tables with a uniform, not drifted, prior
+                    self.class_balance_ = np.full(k, 1.0 / k)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MetalWarning)  # unseen values: fit's rows
+                    out = self.predict_proba(unique if rows is None else unique[rows])
+                self.class_balance_ = balance
+                return out
+            A = data.A if rows is None else data.A[rows]
+            share = np.asarray(A @ np.tile(np.eye(k), (lm.n_sources, 1)))
+            total = share.sum(axis=1, keepdims=True)
+            return np.where(total > 0, share / np.maximum(total, 1.0), 1.0 / k)
+
+        moment_tables = None
         if moments:
-            balance = self.class_balance_
-            if p is None:  # start from the moment tables with a uniform, not a drifted, prior
-                self.class_balance_ = np.full(k, 1.0 / k)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MetalWarning)  # unseen values: same rows as fit
-                start = self.predict_proba(unique)
-            self.class_balance_ = balance
             moment_tables = Tables(votes=self.indicator_probs_[: lm.n_sources * k],
                                    abstain=self.abstain_probs_[: lm.n_sources],
                                    class_balance=self.class_balance_)
-        else:
-            share = np.asarray(data.A @ np.tile(np.eye(k), (lm.n_sources, 1)))
-            total = share.sum(axis=1, keepdims=True)
-            start = np.where(total > 0, share / np.maximum(total, 1.0), 1.0 / k)
-            moment_tables = None
+        start: np.ndarray | None = start_of(keep)
         # a class balance the user gave (or Y_dev, or "uniform") stays fixed; by default the
         # EM stage estimates it (the moment stage keeps it uniform)
         fixed = np.log(p) if fixed_balance and p is not None else None
         max_iter = int(self.max_iter)
         em_tol = 1e-7
         choice = None
-        if len(candidates) > 1 or moments and self.mode == "auto":
-            choice = choose_mode(data, start, moment_tables, candidates, fixed,
+        warm = None
+        if rule:
+            assert start is not None
+            choice = choose_mode(rule_data, start, moment_tables, candidates, fixed,
                                  float(self.prob_floor), int(self.seed), max_iter, em_tol,
-                                 self._prior_pseudo)
+                                 self._prior_pseudo, thinned=True)
             chosen = choice.chosen
+            if keep is not None:
+                warm = choice.fits.get(chosen)
+            choice.fits = {}
         else:
             chosen = candidates[0]
+        if keep is not None:
+            # the thinned rows' start is no start for all rows: a warm start replaces it, or
+            # the start is computed on all rows where needed
+            start = None
+            if warm is None and (chosen != "moments" or (p is None and moments)):
+                start = start_of(None)
         if chosen == "moments":
             assert self.fit_info_ is not None
             self.fit_info_.mode_choice = choice
@@ -456,6 +479,7 @@ class LabelModel(BaseLabelModel):
             return self
         weights = data.counts.astype(np.float64)
         if chosen == "em_one_coin":
+            assert start is not None
             tables, n_iter = one_coin_em(data, start, weights, max_iter, em_tol, fixed)
             self._set_fitted(SourceCoding(lm.n_sources, k), tables.votes, tables.abstain,
                              tables.class_balance, np.flatnonzero(data.vote_counts() > 0),
@@ -474,8 +498,13 @@ class LabelModel(BaseLabelModel):
         center = (prior_center(data, moment_tables, float(self.prob_floor))
                   if moment_tables is not None and not abstain else None)
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
-                     em_tol, self._prior_pseudo, center)
-        perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
+                     em_tol, self._prior_pseudo, init=None if warm is None else warm[0],
+                     center=center)
+        if warm is None:
+            assert start is not None
+            perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
+        else:  # the warm start's states: named on the thinned rows
+            perm = warm[1]
         tables = em_tables(data, res, abstain, data.counts.astype(np.float64), perm)
         coding = SourceCoding(lm.n_sources, k)
         emitted = np.flatnonzero(data.vote_counts() > 0)
@@ -729,7 +758,7 @@ def _vote_data(lm: LabelMatrix, k: int) -> tuple[VoteData, np.ndarray | sp.csr_m
         C = X.tocoo()
         keep = C.data >= 0  # a stored -1 is an abstention
         X = sp.csr_matrix((C.data[keep], (C.row[keep], C.col[keep])), shape=X.shape)
-    unique, _, counts = unique_rows(X)
+    unique, counts = compress_rows(X)
     A, _ = one_hot_votes(unique, k)
     return VoteData(A=A, counts=counts, n_sources=lm.n_sources, cardinality=k), unique
 

@@ -41,8 +41,10 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    the symmetric "one-coin" model (one accuracy per source), and a full-table EM variant is
    kept if it beats that baseline's held-out score (no degenerate check: the baseline is the
    guard).
-5. The winner is refitted on all rows. (With more than ``RULE_MAX_ROWS`` rows, steps 1-4 run
-   on a random thinning of the rows to that many.)
+5. The winner is refitted on all rows. (With more than ``RULE_MAX_ROWS`` (50,000) rows,
+   steps 1-4 run on a seeded random thinning of the rows to about that many, and the final
+   EM on all rows starts from the winner's tables fitted on the thinned rows, so it needs
+   only a few passes over all rows; it converges to the same tolerance.)
 6. When every source emits a single value (labeling functions, often), step 4 has nothing to
    compare: a unipolar source's value is certain once it votes, so every model scores 0, and
    only ``em_abstain`` can differ from the moment fit. Both model abstentions (the moment
@@ -91,7 +93,7 @@ TIE_MARGIN = 1e-6  # nats per held-out row
 # unipolar sources: share of the unanimous rows that EM may overrule beyond what the
 # moment fit overrules (see step 6 of the rule)
 MAX_EXTRA_OVERRULED = 0.01
-RULE_MAX_ROWS = 100_000  # the rule runs on a random thinning of the rows to at most this many
+RULE_MAX_ROWS = 50_000  # the rule runs on a random thinning of the rows to about this many
 
 
 @dataclass
@@ -102,6 +104,7 @@ class VoteData:
     counts: np.ndarray  # (n_unique,) how often each distinct row occurs
     n_sources: int
     cardinality: int
+    _counts_cache: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def symbol_source(self) -> np.ndarray:
@@ -109,8 +112,11 @@ class VoteData:
 
     def vote_counts(self, weights: np.ndarray | None = None) -> np.ndarray:
         """``(m * k,)`` number of votes per (source, value)."""
-        w = self.counts if weights is None else weights
-        return np.asarray(self.A.T @ w).ravel()
+        if weights is None:  # asked for repeatedly: one pass over the votes
+            if self._counts_cache is None:
+                self._counts_cache = np.asarray(self.A.T @ self.counts).ravel()
+            return self._counts_cache
+        return np.asarray(self.A.T @ weights).ravel()
 
     def emitted(self) -> np.ndarray:
         """``(m * k,)`` whether each (source, value) occurs in ``L``."""
@@ -140,6 +146,23 @@ class ModeChoice:
     degenerate_share: dict[str, float] = field(default_factory=dict)
     overruled_share: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    # each EM candidate's fit on the rule's rows and its class naming (a warm start for the
+    # final fit on all rows; dropped once used)
+    fits: dict[str, tuple[EMResult, np.ndarray]] = field(default_factory=dict, repr=False,
+                                                         compare=False)
+
+
+def thin_rows(data: VoteData, seed: int) -> tuple[VoteData, np.ndarray | None]:
+    """The rows the rule looks at: all of them, or with more than ``RULE_MAX_ROWS`` rows a
+    seeded random thinning to about that many (and the distinct rows it keeps)."""
+    n_rows = int(data.counts.sum())
+    if n_rows <= RULE_MAX_ROWS:
+        return data, None
+    rng = np.random.default_rng(seed)
+    thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
+    keep = np.flatnonzero(thinned > 0)
+    return VoteData(A=data.A[keep], counts=thinned[keep], n_sources=data.n_sources,
+                    cardinality=data.cardinality), keep
 
 
 def _split_weights(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -162,11 +185,12 @@ def prior_center(data: VoteData, tables: Tables, floor: float) -> np.ndarray:
     return (votes / np.where(total > 0, total, 1.0)).reshape(m * k, k)
 
 
-def run_em(data: VoteData, start: np.ndarray, weights: np.ndarray, abstain: bool,
+def run_em(data: VoteData, start: np.ndarray | None, weights: np.ndarray, abstain: bool,
            log_prior: np.ndarray | None, max_iter: int, tol: float,
-           prior_pseudo: float | np.ndarray = 1.0,
+           prior_pseudo: float | np.ndarray = 1.0, init: EMResult | None = None,
            center: np.ndarray | None = None) -> EMResult:
-    """One EM refinement from the posterior ``start`` of the distinct rows.
+    """One EM refinement from the posterior ``start`` of the distinct rows (or, with ``start``
+    None, from the tables of ``init``, an EM fit of the same kind on other rows).
 
     Pseudo-counts go to the values each source emits in ``L`` only: a value a source never
     emits keeps probability 0 (so a unipolar source's vote is certain once it votes). Each
@@ -182,10 +206,18 @@ def run_em(data: VoteData, start: np.ndarray, weights: np.ndarray, abstain: bool
         k = data.cardinality
         per_source = pseudo[:, 0].reshape(data.n_sources, k).sum(axis=1)  # values emitted
         pseudo = center * np.repeat(per_source, k)[:, None] * pseudo
+    warm: dict[str, np.ndarray | None] = {}
+    if start is None:
+        assert init is not None
+        warm = {"init_log_tables": init.log_tables, "init_log_abstain": init.log_abstain,
+                "init_log_prior": log_prior if fixed else init.log_prior}
+    else:
+        warm = {"init_log_prior": log_prior}
     return fit_em(data.A, data.symbol_source, start, row_weights=weights, pseudo_count=pseudo,
-                  prior_pseudo_count=prior_pseudo, fit_prior=not fixed, init_log_prior=log_prior,
+                  prior_pseudo_count=prior_pseudo, fit_prior=not fixed,
                   max_iter=max_iter, tol=tol, implicit_abstain=abstain,
-                  abstain_pseudo_count=1.0, n_sources=data.n_sources)
+                  abstain_pseudo_count=1.0, n_sources=data.n_sources,
+                  **warm)  # type: ignore[arg-type]
 
 
 def keep_class_names(start: np.ndarray, result: EMResult, weights: np.ndarray,
@@ -305,8 +337,11 @@ def multi_valued_share(data: VoteData) -> float:
 def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
                 candidates: tuple[str, ...], log_prior: np.ndarray | None, floor: float,
                 seed: int, max_iter: int, tol: float,
-                prior_pseudo: float | np.ndarray = 1.0) -> ModeChoice:
-    """Apply the rule of the module docstring; ``moment_tables`` None = no moment fit."""
+                prior_pseudo: float | np.ndarray = 1.0, thinned: bool = False) -> ModeChoice:
+    """Apply the rule of the module docstring; ``moment_tables`` None = no moment fit.
+
+    ``thinned``: ``data`` (and ``start``) are already the rows of :func:`thin_rows`.
+    """
     m, k = data.n_sources, data.cardinality
     choice = ModeChoice(chosen="moments" if moment_tables is not None else candidates[0])
     unipolar = moment_tables is not None and multi_valued_share(data) == 0.0
@@ -315,13 +350,10 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         # model scores exactly 0 (step 4), so the moment fit is kept without running EM
         choice.reason = "moments: every source emits a single value (nothing to compare)"
         return choice
-    rng = np.random.default_rng(seed)
-    n_rows = int(data.counts.sum())
-    if n_rows > RULE_MAX_ROWS:  # a decision needs a sample, not every row
-        thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
-        keep = np.flatnonzero(thinned > 0)
-        data = VoteData(A=data.A[keep], counts=thinned[keep], n_sources=m, cardinality=k)
-        start = start[keep]
+    if not thinned:  # a decision needs a sample, not every row
+        data, keep = thin_rows(data, seed)
+        if keep is not None:
+            start = start[keep]
     fit_w, held_w = _split_weights(data.counts, seed)
     if unipolar:
         assert moment_tables is not None
@@ -346,14 +378,16 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
             continue  # the balance is fixed already
         res = run_em(data, start, fit_w, abstain,
                      uniform_log_prior(k) if name == "em_votes_uniform" else log_prior,
-                     max_iter, tol, prior_pseudo, None if abstain else center)
+                     max_iter, tol, prior_pseudo, center=None if abstain else center)
         perm = keep_class_names(start, res, fit_w, k)
         tables = em_tables(data, res, abstain, fit_w, perm)
+        choice.fits[name] = (res, perm)
         if abstain:
             ll = held_out_log_likelihood(data, tables, held_w, floor)
         else:
-            res.log_tables, res.log_prior = res.log_tables[:, perm], res.log_prior[perm]
-            ll = votes_only_held_out(data, res, held_w)
+            renamed = EMResult(log_tables=res.log_tables[:, perm], log_prior=res.log_prior[perm],
+                               posterior=res.posterior)
+            ll = votes_only_held_out(data, renamed, held_w)
         share = degenerate_share(tables.votes, counts, m, k)
         choice.held_out_log_likelihood[name] = ll
         choice.degenerate_share[name] = share
@@ -383,6 +417,7 @@ def _choose_unipolar(data: VoteData, start: np.ndarray, moment_tables: Tables,
     k = data.cardinality
     res = run_em(data, start, fit_w, True, log_prior, max_iter, tol, prior_pseudo)
     perm = keep_class_names(start, res, fit_w, k)
+    choice.fits["em_abstain"] = (res, perm)
     tables = em_tables(data, res, True, fit_w, perm)
     ll = {"moments": held_out_log_likelihood(data, moment_tables, held_w, floor, full=True),
           "em_abstain": held_out_log_likelihood(data, tables, held_w, floor, full=True)}

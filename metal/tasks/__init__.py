@@ -4,7 +4,8 @@
 vectors); :class:`TaskHierarchy` builds trees of any depth where a child refines its parent.
 """
 
-from metal.tasks.graph import TaskGraph, task_graph_from_dict, task_graph_from_json
+from metal.tasks.graph import TaskGraph
 from metal.tasks.hierarchy import TaskHierarchy
+from metal.tasks.serialize import task_graph_from_dict, task_graph_from_json
 
 __all__ = ["TaskGraph", "TaskHierarchy", "task_graph_from_dict", "task_graph_from_json"]

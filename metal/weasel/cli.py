@@ -59,7 +59,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _wrench_inputs(path: str, split: str, k: int | None) -> dict[str, Any]:
-    from metal.cli import InputError
+    from metal._cli_io import InputError
     from metal.data.wrench import load_wrench, wrench_splits
 
     train = load_wrench(path, split)
@@ -91,7 +91,7 @@ def _wrench_inputs(path: str, split: str, k: int | None) -> dict[str, Any]:
 
 
 def _npz_inputs(path: str, k: int | None) -> dict[str, Any]:
-    from metal.cli import InputError
+    from metal._cli_io import InputError
 
     with np.load(path, allow_pickle=False) as archive:
         files = set(archive.files)
@@ -111,7 +111,7 @@ def _npz_inputs(path: str, k: int | None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``metal weasel``."""
-    from metal.cli import InputError, _write_probs
+    from metal._cli_io import InputError, _write_probs
     from metal.weasel.model import WeaSEL
 
     for path, suffixes in ((args.probs, (".npy", ".csv")), (args.model_out, (".npz",))):

@@ -22,7 +22,8 @@ from torch import nn
 
 from metal.end_model import MultiTaskEndModel
 from metal.errors import ConfigError, LabelMatrixError
-from metal.tasks.graph import TaskGraph, task_graph_from_dict
+from metal.tasks.graph import TaskGraph
+from metal.tasks.serialize import task_graph_from_dict
 from metal.weasel._data import WeakData, check_features, check_task_votes
 from metal.weasel.model import WeaSELBase
 

@@ -13,7 +13,7 @@ from _cases import Case, assert_case
 from metal import MultiTaskLabelModel, TaskGraph, TaskHierarchy, check_identifiability
 from metal.data.synthetic_hierarchy import make_hierarchical_synthetic
 from metal.errors import ConfigError, LabelMatrixError, TaskGraphError
-from metal.tasks.graph import task_graph_from_dict
+from metal.tasks.serialize import task_graph_from_dict
 
 G = TaskGraph({"a": 2, "b": 2}, constraint=lambda y: y[0] <= y[1])
 H = TaskHierarchy({"type": 2, "person": 3}, parents={"person": ("type", 0)})

@@ -11,8 +11,9 @@ import pytest
 from metal.data.synthetic_dependencies import make_dependent_synthetic
 from metal.errors import ConfigError
 from metal.label_model.coding import SourceCoding
-from metal.label_model.dependencies import build_junction_tree, learn_dependencies
+from metal.label_model.dependencies import build_junction_tree
 from metal.label_model.label_model import LabelModel
+from metal.label_model.structure import learn_dependencies
 from metal.matrix import check_label_matrix, to_sparse_labels
 
 STRENGTH = 1.5

@@ -132,3 +132,36 @@ def test_implicit_abstain_equals_explicit_abstain_columns() -> None:
     lp, lm = em_log_posterior(Av, srcv, implicit.log_tables, implicit.log_prior,
                               implicit.log_abstain)
     assert np.allclose(np.exp(lp), implicit.posterior, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int64])
+def test_unique_rows_by_hash_matches_sorting(monkeypatch, dtype):
+    from metal.label_model import em
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(-1, 3, size=(400, 11)).astype(dtype)
+    L = base[rng.integers(0, 400, size=3000)]  # many repeats
+    L[::97, 10] = 2  # and a few rows that differ from their twin in one late byte
+    sorted_u, _, sorted_counts = unique_rows(L)
+    monkeypatch.setattr(em, "HASH_UNIQUE_ROWS", 10)
+    U, inverse, counts = unique_rows(L)
+    np.testing.assert_array_equal(U[inverse], L)
+    assert U.shape == sorted_u.shape and counts.sum() == L.shape[0]
+    np.testing.assert_array_equal(np.sort(counts), np.sort(sorted_counts))
+    assert em._unique_rows_hashed(L) is not None  # no collision on this data: the hash ran
+
+
+def test_compress_rows_merges_duplicates_and_keeps_mostly_distinct_rows(monkeypatch):
+    from metal.label_model import em
+
+    monkeypatch.setattr(em, "HASH_UNIQUE_ROWS", 10)
+    rng = np.random.default_rng(5)
+    distinct = rng.integers(-1, 3, size=(2000, 12)).astype(np.int8)  # ~all rows distinct
+    rows, counts = em.compress_rows(distinct)
+    assert rows is not None and rows.shape == distinct.shape and (counts == 1).all()
+    repeated = distinct[rng.integers(0, 50, size=2000)]
+    rows, counts = em.compress_rows(repeated)
+    assert rows.shape[0] == len({r.tobytes() for r in repeated}) and counts.sum() == 2000
+    # weighted sums over the compressed rows equal sums over all rows
+    np.testing.assert_array_equal((rows.astype(np.int64) * counts[:, None]).sum(axis=0),
+                                  repeated.astype(np.int64).sum(axis=0))

@@ -333,3 +333,37 @@ def test_votes_only_prior_is_centred_on_the_moment_fit_with_the_flat_prior_mass(
     centred = run_em(data, start, w, False, None, 1, 1e-9, center=center)
     gap = np.abs(np.exp(flat.log_tables) - np.exp(centred.log_tables))[emitted].max()
     assert 0 < gap < 3 / 1000
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_thinned_rule_with_a_warm_final_fit_matches_the_rule_on_all_rows(monkeypatch, k):
+    from metal.label_model import likelihood
+
+    data = make_synthetic(n=8_000, m=10, cardinality=k, unipolar_fraction=0.3, seed=40 + k)
+    full = LabelModel(cardinality=k, seed=0).fit(data.L)
+    monkeypatch.setattr(likelihood, "RULE_MAX_ROWS", 2_000)  # the rule sees about 2k rows
+    thinned = LabelModel(cardinality=k, seed=0).fit(data.L)
+    assert thinned.fit_info_.mode == full.fit_info_.mode == "em_abstain"
+    assert thinned.fit_info_.mode_choice is not None
+    assert thinned.fit_info_.mode_choice.fits == {}  # the warm start is not kept in the model
+    # the final EM runs on all rows in both cases: the same maximum up to EM's tolerance
+    np.testing.assert_allclose(thinned.get_conditional_probs(), full.get_conditional_probs(),
+                               atol=2e-3)
+    assert _mae(thinned, data) < 0.02
+
+
+def test_em_warm_start_from_tables_with_abstain():
+    from metal.label_model.em import fit_em
+
+    data = make_synthetic(n=3_000, m=8, cardinality=3, unipolar_fraction=0.3, seed=9)
+    A, src = one_hot_votes(data.L, 3)
+    start = MajorityVoter(cardinality=3).predict_proba(data.L)
+    cold = fit_em(A, src, start, implicit_abstain=True, n_sources=8, max_iter=500, tol=1e-10)
+    warm = fit_em(A, src, init_log_tables=cold.log_tables, init_log_prior=cold.log_prior,
+                  init_log_abstain=cold.log_abstain, implicit_abstain=True, n_sources=8,
+                  max_iter=500, tol=1e-10)
+    assert warm.n_iter <= 3  # already at the maximum
+    np.testing.assert_allclose(warm.log_tables, cold.log_tables, atol=1e-3)
+    with pytest.raises(ConfigError, match="init_log_abstain"):
+        fit_em(A, src, init_log_tables=cold.log_tables, init_log_prior=cold.log_prior,
+               implicit_abstain=True, n_sources=8)

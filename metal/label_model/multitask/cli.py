@@ -17,7 +17,8 @@ import numpy as np
 
 from metal.errors import DataFormatError
 from metal.label_model.multitask.model import MultiTaskLabelModel
-from metal.tasks.graph import TaskGraph, task_graph_from_json
+from metal.tasks.graph import TaskGraph
+from metal.tasks.serialize import task_graph_from_json
 
 
 def load_multitask_npz(path: str, graph: TaskGraph) -> tuple[np.ndarray, np.ndarray | None]:

@@ -42,7 +42,8 @@ from metal.label_model.multitask.votes import (
 )
 from metal.matrix import DEFAULT_CHUNK_ROWS
 from metal.metrics import probs_to_preds
-from metal.tasks.graph import TaskGraph, task_graph_from_dict
+from metal.tasks.graph import TaskGraph
+from metal.tasks.serialize import task_graph_from_dict
 
 ESTIMATORS = ("em", "moments")
 TABLES = ("auto", "free", "tied")
@@ -419,7 +420,7 @@ class MultiTaskLabelModel(BaseLabelModel):
                 s = np.log(res.class_balance)[None, :] + A @ table
                 post[ch.start:ch.stop] = np.exp(s - logsumexp(s, axis=1, keepdims=True))
             return post
-        from metal.label_model.hierarchical import HierarchicalMajorityVoter
+        from metal.label_model.multitask.majority import HierarchicalMajorityVoter
 
         mv = HierarchicalMajorityVoter(g, seed=int(self.seed), chunk_rows=int(self.chunk_rows))
         idx = g.to_joint(mv.predict(L_votes))
