@@ -437,11 +437,9 @@ label-free rule kept. {machine_line()}.
 
 {table}
 
-With unipolar sources only, the rule keeps the abstain-modelled EM where it passes the
-unanimous-vote check, and otherwise the moment fit with a uniform prior (see README "Defaults,
-and why"), whose error then includes the bias of that prior when the true balance is not
-uniform. The check is conservative: on this generator's skewed balances the true posterior
-itself overrules more than 1% of the unanimous rows (k=2 and 5 here), so EM is refused there.
+With unipolar sources only, the rule keeps the abstain-modelled EM where its states name the
+classes (README "Defaults, and why"), and otherwise the moment fit with a uniform prior,
+whose error then includes the bias of that prior when the true balance is not uniform.
 
 Snorkel's own generator (`snorkel.synthetic.synthetic_data.generate_simple_label_matrix`,
 n=10,000, m=10, `np.random.seed({SEED})` before each call, as in snorkel's LabelModel tests),

@@ -106,8 +106,9 @@ class LabelModel(BaseLabelModel):
     fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). The votes-only EM
     is tried with the class balance estimated and held uniform, and its prior is centred on
     the moment fit. When every source is unipolar, the abstain-modelled EM is compared with
-    the moment fit by the held-out likelihood of the full vote pattern, after a check that it
-    does not overrule unanimous votes (more than 1% of those rows beyond the moment fit).
+    the moment fit by the held-out likelihood of the full vote pattern, after a check that its
+    states name the classes (it keeps every source better than random, or it overrules at most
+    1% of the unanimous rows beyond what the moment fit overrules).
     With more than 50,000 rows the rule looks at a seeded thinning to about that many, and
     the kept EM is refitted on all rows from its thinned fit. With more than
     ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM

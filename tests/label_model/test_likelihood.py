@@ -80,6 +80,20 @@ def test_unipolar_sources_from_the_model_keep_the_abstain_em_and_it_is_consisten
     assert _mae(auto, data) < 0.01 < _mae(moments, data)
 
 
+def test_unipolar_sources_with_a_skewed_balance_keep_an_em_that_is_better_than_random():
+    # here the true posterior overrules 13% of the unanimous rows (silences are evidence), so
+    # it is the other sign that the states name the classes which keeps EM
+    data = make_synthetic(n=20_000, m=10, cardinality=2, unipolar_fraction=1.0, seed=123)
+    auto = LabelModel(cardinality=2, seed=123).fit(data.L)
+    choice = auto.fit_info_.mode_choice
+    assert choice is not None and auto.fit_info_.mode == "em_abstain"
+    assert choice.overruled_share["em_abstain"] > 0.05
+    assert choice.degenerate_share["em_abstain"] == 0.0
+    assert "better than random" in choice.reason
+    assert _mae(auto, data) < 0.01
+    np.testing.assert_allclose(auto.class_balance_, data.class_balance, atol=0.02)
+
+
 def _nuisance_label_matrix(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Unipolar sources whose firing is driven mostly by a nuisance variable (say, long vs
     short documents) independent of the class, and only a little by the class."""
@@ -104,6 +118,7 @@ def test_unipolar_rule_refuses_an_em_whose_states_track_which_sources_fire():
         "moments"]
     # ... but it overrules unanimous votes wholesale, and names the classes no better than chance
     assert choice.overruled_share["em_abstain"] > 0.3
+    assert choice.degenerate_share["em_abstain"] > 0
     assert "overrules" in choice.reason
     assert em.score(L, y)["accuracy"] < 0.55 < 0.65 < auto.score(L, y)["accuracy"]
 
