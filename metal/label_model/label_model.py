@@ -328,6 +328,8 @@ class LabelModel(BaseLabelModel):
             self._prior_pseudo = 1.0 + np.bincount(
                 np.asarray(Y_dev)[np.asarray(Y_dev) >= 0], minlength=k).astype(np.float64)
         candidates = self._candidates()
+        if Y_dev is not None:  # the labels inform the balance: no uniform-balance variant
+            candidates = tuple(c for c in candidates if c != "em_votes_uniform")
         data = None
         if candidates:
             data = _vote_data(lm, k)

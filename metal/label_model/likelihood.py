@@ -11,7 +11,8 @@ kept):
     single value, so its table is 1 under every class and it carries no evidence. Its prior
     is centred on the moment fit (below).
 ``"em_votes_uniform"``
-    The same with the class balance held uniform instead of estimated.
+    The same with the class balance held uniform instead of estimated (not tried when the
+    balance is given, or informed by ``Y_dev``).
 ``"em_abstain"``
     Abstain is one more symbol of each source (stored implicitly, see ``implicit_abstain``), so
     a unipolar source's silence is evidence.

@@ -322,6 +322,10 @@ def test_votes_only_em_tries_a_uniform_balance_and_keeps_it_only_if_held_out_vot
     assert ll["em_votes"] > ll["em_votes_uniform"]
     assert model.fit_info_.mode in ("em_votes", "em_abstain")
     assert model.class_balance_[0] > 0.6
+    # with Y_dev the labels inform the balance: the uniform variant is not tried
+    with_dev = LabelModel(cardinality=k, seed=0).fit(L, Y_dev=y[:100])
+    assert with_dev.fit_info_.mode_choice is not None
+    assert "em_votes_uniform" not in with_dev.fit_info_.mode_choice.held_out_log_likelihood
     # a forced votes-only EM is the estimated-balance variant
     forced = LabelModel(cardinality=k, seed=0, mode="em", model_abstains=False).fit(L)
     assert forced.fit_info_.mode == "em_votes"
