@@ -51,7 +51,6 @@ from metal.label_model.likelihood import (
     prior_center,
     run_em,
     thin_rows,
-    uniform_log_prior,
 )
 from metal.label_model.posterior import log_posterior, log_tables
 from metal.label_model.statistics import SourceStatistics, third_moments
@@ -80,8 +79,7 @@ class FitInfo:
     n_indicators: int
     permutation: list[int]
     class_balance_source: str  # "given", "Y_dev", "uniform" or "estimated"
-    # kept: "moments", "em_votes", "em_votes_uniform", "em_abstain" or "em_one_coin"
-    mode: str = "moments"
+    mode: str = "moments"  # kept: "moments", "em_votes", "em_abstain" or "em_one_coin"
     mode_choice: ModeChoice | None = None  # what the label-free rule compared (mode="auto")
     em_iter: int = 0
 
@@ -99,20 +97,19 @@ class LabelModel(BaseLabelModel):
        votes over full per-source tables, either of the votes alone (Dawid-Skene) or of votes
        and abstentions (:mod:`metal.label_model.likelihood`).
 
-    With ``mode="auto"`` a label-free rule decides per fit which one to keep: the EM
-    refinements are scored on 20% of the rows held out from their fit, a refinement that
-    treats more than 10% of the votes as no better than random counts as degenerate, and the
-    best non-degenerate refinement is kept if its held-out log-likelihood beats the moment
-    fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). The votes-only EM
-    is tried with the class balance estimated and held uniform, and its prior is centred on
-    the moment fit. When every source is unipolar, the abstain-modelled EM is compared with
-    the moment fit by the held-out likelihood of the full vote pattern, after a check that its
+    With ``mode="auto"`` a label-free rule decides per fit which one to keep: the EM refinements are
+    scored on 20% of the rows held out from their fit, a refinement that treats more than 10% of
+    the votes as no better than random counts as degenerate, and the best non-degenerate
+    refinement is kept if its held-out log-likelihood beats the moment fit's; otherwise the
+    moment fit is kept (see ``fit_info_.mode_choice``). The votes-only EM's prior is centred on
+    the moment fit. When every source is unipolar, the abstain-modelled EM is compared with the
+    moment fit by the held-out likelihood of the full vote pattern, after a check that its
     states name the classes (it keeps every source better than random, or it overrules at most
-    1% of the unanimous rows beyond what the moment fit overrules).
-    With more than 50,000 rows the rule looks at a seeded thinning to about that many, and
-    the kept EM is refitted on all rows from its thinned fit. With more than
-    ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM
-    starts from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
+    1% of the unanimous rows beyond what the moment fit overrules). With more than 50,000 rows
+    the rule looks at a seeded thinning to about that many, and the kept EM is refitted on all
+    rows from its thinned fit. With more than ``MAX_MOMENT_INDICATORS`` (500) emitted source
+    values the moment stage is skipped and EM starts from the majority vote. The posterior
+    ``P(Y | lambda)`` is computed in log space.
 
     Parameters
     ----------
@@ -134,10 +131,10 @@ class LabelModel(BaseLabelModel):
         unipolar sources. EM always refines full tables.
     model_abstains
         What counts as evidence. ``None`` (default): decided per fit, the moment fit predicts
-        from votes only, ``"em_votes"`` (and ``"em_votes_uniform"``) from votes given that the
-        source voted, ``"em_abstain"`` from votes and abstentions. ``True``: abstentions are
-        evidence (a unipolar source's silence counts; EM models them). ``False``: only votes
-        are (EM is Dawid-Skene's).
+        from votes only, ``"em_votes"`` from votes given that the source voted,
+        ``"em_abstain"`` from votes and abstentions. ``True``: abstentions are evidence (a
+        unipolar source's silence counts; EM models them). ``False``: only votes are (EM is
+        Dawid-Skene's).
     dependencies
         Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
         source indices, or names from ``source_names``). The graph is triangulated; each
@@ -199,8 +196,7 @@ class LabelModel(BaseLabelModel):
     >>> model = LabelModel(cardinality=3, seed=0).fit(data.L)
     >>> model.predict_proba(data.L).shape
     (2000, 3)
-    >>> model.fit_info_.mode in ("moments", "em_votes", "em_votes_uniform", "em_abstain",
-    ...                          "em_one_coin")
+    >>> model.fit_info_.mode in ("moments", "em_votes", "em_abstain", "em_one_coin")
     True
     """
 
@@ -328,8 +324,6 @@ class LabelModel(BaseLabelModel):
             self._prior_pseudo = 1.0 + np.bincount(
                 np.asarray(Y_dev)[np.asarray(Y_dev) >= 0], minlength=k).astype(np.float64)
         candidates = self._candidates()
-        if Y_dev is not None:  # the labels inform the balance: no uniform-balance variant
-            candidates = tuple(c for c in candidates if c != "em_votes_uniform")
         data = None
         if candidates:
             data = _vote_data(lm, k)
@@ -495,9 +489,6 @@ class LabelModel(BaseLabelModel):
                                      mode=chosen, mode_choice=choice, em_iter=n_iter)
             return self
         abstain = chosen == "em_abstain"
-        if chosen == "em_votes_uniform":
-            fixed = uniform_log_prior(k)
-            p_source = "uniform (held-out rule)"
         center = (prior_center(data, moment_tables, float(self.prob_floor))
                   if moment_tables is not None and not abstain else None)
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,

@@ -1,8 +1,8 @@
 """Maximum-likelihood refinement of a single-task label model, and the rule that picks its mode.
 
 The moment fit (:mod:`metal.label_model.estimation`) is fast, and the start of an EM refinement
-(:func:`metal.label_model.em.fit_em`) over full per-source tables ``P(vote | y)``. Three
-candidates are refined, all started from the moment fit's posterior (so its class naming is
+(:func:`metal.label_model.em.fit_em`) over full per-source tables ``P(vote | y)``. Two
+likelihoods are refined, both started from the moment fit's posterior (so its class naming is
 kept):
 
 ``"em_votes"``
@@ -10,9 +10,6 @@ kept):
     This is informative only for sources that emit several values: a unipolar source has a
     single value, so its table is 1 under every class and it carries no evidence. Its prior
     is centred on the moment fit (below).
-``"em_votes_uniform"``
-    The same with the class balance held uniform instead of estimated (not tried when the
-    balance is given, or informed by ``Y_dev``).
 ``"em_abstain"``
     Abstain is one more symbol of each source (stored implicitly, see ``implicit_abstain``), so
     a unipolar source's silence is evidence.
@@ -35,9 +32,7 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    labeling functions the full likelihood always prefers modelling abstentions, and EM then
    collapses, see the benchmark). The non-degenerate candidate with the highest score wins
    if it beats the moment model by more than ``TIE_MARGIN`` nats per row; otherwise the
-   moment fit is kept. ``em_votes`` against ``em_votes_uniform`` is the same held-out test
-   applied to the class balance, the parameter the votes pin down least: its ``k - 1``
-   degrees of freedom are kept only if they predict held-out votes better.
+   moment fit is kept.
    Without a moment fit (more than ``MAX_MOMENT_INDICATORS`` source values), the baseline is
    the symmetric "one-coin" model (one accuracy per source), and a full-table EM variant is
    kept if it beats that baseline's held-out score (no degenerate check: the baseline is the
@@ -88,9 +83,7 @@ from scipy.optimize import linear_sum_assignment
 from metal.label_model.em import EMResult, em_log_posterior, fit_em
 
 MODES = ("auto", "moments", "em")
-# "em_votes_uniform": em_votes with the class balance held uniform (see step 4 of the rule);
-# plus "em_one_coin", the fallback without moments
-CANDIDATES = ("em_votes", "em_votes_uniform", "em_abstain")
+CANDIDATES = ("em_votes", "em_abstain")  # plus "em_one_coin", the fallback without moments
 HELD_OUT_FRACTION = 0.2
 MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
 TIE_MARGIN = 1e-6  # nats per held-out row
@@ -173,10 +166,6 @@ def _split_weights(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     rng = np.random.default_rng(seed)
     fit = rng.binomial(counts, 1.0 - HELD_OUT_FRACTION).astype(np.float64)
     return fit, counts - fit
-
-
-def uniform_log_prior(k: int) -> np.ndarray:
-    return np.full(k, -np.log(k))
 
 
 def prior_center(data: VoteData, tables: Tables, floor: float) -> np.ndarray:
@@ -378,11 +367,8 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
     best, best_ll = None, -np.inf
     for name in candidates:
         abstain = name == "em_abstain"
-        if name == "em_votes_uniform" and log_prior is not None:
-            continue  # the balance is fixed already
         res = run_em(data, start, fit_w, abstain,
-                     uniform_log_prior(k) if name == "em_votes_uniform" else log_prior,
-                     max_iter, tol, prior_pseudo, center=None if abstain else center)
+                     log_prior, max_iter, tol, prior_pseudo, center=None if abstain else center)
         perm = keep_class_names(start, res, fit_w, k)
         tables = em_tables(data, res, abstain, fit_w, perm)
         choice.fits[name] = (res, perm)

@@ -305,32 +305,6 @@ def test_many_sources_or_classes_fit_without_nan(m, k):
     assert model.score(data.L, data.Y)["accuracy"] >= mv - 0.02
 
 
-def test_votes_only_em_tries_a_uniform_balance_and_keeps_it_only_if_held_out_votes_agree():
-    # crowd-style data (every source emits every class) with a skewed balance: the estimated
-    # balance predicts held-out votes better, so em_votes (not em_votes_uniform) is kept
-    rng = np.random.default_rng(5)
-    n, m, k = 3_000, 12, 3
-    y = rng.choice(k, size=n, p=[0.7, 0.2, 0.1])
-    acc = rng.uniform(0.55, 0.85, size=m)
-    right = rng.random((n, m)) < acc
-    L = np.where(right, y[:, None], (y[:, None] + rng.integers(1, k, size=(n, m))) % k)
-    L = np.where(rng.random((n, m)) < 0.5, L, -1)
-    model = LabelModel(cardinality=k, seed=0).fit(L)
-    choice = model.fit_info_.mode_choice
-    assert choice is not None
-    ll = choice.held_out_log_likelihood
-    assert ll["em_votes"] > ll["em_votes_uniform"]
-    assert model.fit_info_.mode in ("em_votes", "em_abstain")
-    assert model.class_balance_[0] > 0.6
-    # with Y_dev the labels inform the balance: the uniform variant is not tried
-    with_dev = LabelModel(cardinality=k, seed=0).fit(L, Y_dev=y[:100])
-    assert with_dev.fit_info_.mode_choice is not None
-    assert "em_votes_uniform" not in with_dev.fit_info_.mode_choice.held_out_log_likelihood
-    # a forced votes-only EM is the estimated-balance variant
-    forced = LabelModel(cardinality=k, seed=0, mode="em", model_abstains=False).fit(L)
-    assert forced.fit_info_.mode == "em_votes"
-
-
 def test_votes_only_prior_is_centred_on_the_moment_fit_with_the_flat_prior_mass():
     L = np.array([[0, 1, -1], [1, 1, 0], [0, -1, 0], [2, 0, -1], [1, 2, 2]])
     data = _vote_data(L, 3)
