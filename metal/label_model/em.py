@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -420,14 +421,21 @@ def one_hot_votes(
             # row-major positions of the votes are already in CSR order: build the matrix
             # from them directly instead of sorting coordinates (the cost at n = 1e6)
             flat = np.ascontiguousarray(L).reshape(-1)
-            pos = np.flatnonzero(flat >= 0)
-            vals = flat[pos].astype(np.int64)
+            voted = flat >= 0
+            pos = np.flatnonzero(voted)
+            vals = flat[pos]
             if vals.size and vals.max() >= W:
                 raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
+            per_row = np.count_nonzero(voted.reshape(n, m), axis=1)
             indptr = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(np.bincount(pos // m, minlength=n), out=indptr[1:])
-            A = sp.csr_matrix((np.ones(pos.shape[0]), (pos % m) * W + vals, indptr),
-                              shape=(n, m * W))
+            np.cumsum(per_row, out=indptr[1:])
+            # column = position - row start (no integer division), in int32 when it fits
+            itype: type[np.signedinteger[Any]] = np.int32 if n * m < 2**31 else np.int64
+            col: np.ndarray = pos.astype(itype)
+            np.subtract(col, np.repeat(np.arange(0, n * m, m, dtype=itype), per_row), out=col)
+            np.multiply(col, W, out=col)
+            np.add(col, vals, out=col, casting="unsafe")
+            A = sp.csr_matrix((np.ones(pos.shape[0]), col, indptr), shape=(n, m * W))
             return A, np.repeat(np.arange(m), W)
     if vals.size and (vals.min() < 0 or vals.max() >= W):
         raise ConfigError(f"label values must lie in -1..{k - 1} for cardinality={k}")
