@@ -437,8 +437,9 @@ label-free rule kept. {machine_line()}.
 
 {table}
 
-With unipolar sources only, the moment fit is kept with a uniform prior (see README "Defaults,
-and why"); its error then includes the bias of that prior when the true balance is not uniform.
+With unipolar sources only, the rule keeps the abstain-modelled EM where its states name the
+classes (README "Defaults, and why"), and otherwise the moment fit with a uniform prior,
+whose error then includes the bias of that prior when the true balance is not uniform.
 
 Snorkel's own generator (`snorkel.synthetic.synthetic_data.generate_simple_label_matrix`,
 n=10,000, m=10, `np.random.seed({SEED})` before each call, as in snorkel's LabelModel tests),

@@ -48,6 +48,7 @@ from metal.label_model.likelihood import (
     keep_class_names,
     multi_valued_share,
     one_coin_em,
+    prior_center,
     run_em,
     thin_rows,
 )
@@ -96,15 +97,19 @@ class LabelModel(BaseLabelModel):
        votes over full per-source tables, either of the votes alone (Dawid-Skene) or of votes
        and abstentions (:mod:`metal.label_model.likelihood`).
 
-    With ``mode="auto"`` a label-free rule decides per fit which one to keep: the EM
-    refinements are scored on 20% of the rows held out from their fit, a refinement that
-    treats more than 10% of the votes as no better than random counts as degenerate, and the
-    best non-degenerate refinement is kept if its held-out log-likelihood beats the moment
-    fit's; otherwise the moment fit is kept (see ``fit_info_.mode_choice``). With more than
-    50,000 rows the rule looks at a seeded thinning to about that many, and the kept EM is
-    refitted on all rows from its thinned fit. With more than
-    ``MAX_MOMENT_INDICATORS`` (500) emitted source values the moment stage is skipped and EM starts
-    from the majority vote. The posterior ``P(Y | lambda)`` is computed in log space.
+    With ``mode="auto"`` a label-free rule decides per fit which one to keep: the EM refinements are
+    scored on 20% of the rows held out from their fit, a refinement that treats more than 10% of
+    the votes as no better than random counts as degenerate, and the best non-degenerate
+    refinement is kept if its held-out log-likelihood beats the moment fit's; otherwise the
+    moment fit is kept (see ``fit_info_.mode_choice``). The votes-only EM's prior is centred on
+    the moment fit. When every source is unipolar, the abstain-modelled EM is compared with the
+    moment fit by the held-out likelihood of the full vote pattern, after a check that its
+    states name the classes (it keeps every source better than random, or it overrules at most
+    1% of the unanimous rows beyond what the moment fit overrules). With more than 50,000 rows
+    the rule looks at a seeded thinning to about that many, and the kept EM is refitted on all
+    rows from its thinned fit. With more than ``MAX_MOMENT_INDICATORS`` (500) emitted source
+    values the moment stage is skipped and EM starts from the majority vote. The posterior
+    ``P(Y | lambda)`` is computed in log space.
 
     Parameters
     ----------
@@ -126,9 +131,10 @@ class LabelModel(BaseLabelModel):
         unipolar sources. EM always refines full tables.
     model_abstains
         What counts as evidence. ``None`` (default): decided per fit, the moment fit predicts
-        from votes only, ``"em_votes"`` from votes given that the source voted, ``"em_abstain"``
-        from votes and abstentions. ``True``: abstentions are evidence (a unipolar source's
-        silence counts; EM models them). ``False``: only votes are (EM is Dawid-Skene's).
+        from votes only, ``"em_votes"`` from votes given that the source voted,
+        ``"em_abstain"`` from votes and abstentions. ``True``: abstentions are evidence (a
+        unipolar source's silence counts; EM models them). ``False``: only votes are (EM is
+        Dawid-Skene's).
     dependencies
         Optional undirected ``networkx.Graph`` whose edges join dependent sources (nodes are
         source indices, or names from ``source_names``). The graph is triangulated; each
@@ -489,8 +495,11 @@ class LabelModel(BaseLabelModel):
                                      mode=chosen, mode_choice=choice, em_iter=n_iter)
             return self
         abstain = chosen == "em_abstain"
+        center = (prior_center(data, moment_tables, float(self.prob_floor))
+                  if moment_tables is not None and not abstain else None)
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
-                     em_tol, self._prior_pseudo, init=None if warm is None else warm[0])
+                     em_tol, self._prior_pseudo, init=None if warm is None else warm[0],
+                     center=center)
         if warm is None:
             assert start is not None
             perm = keep_class_names(start, res, data.counts.astype(np.float64), k)

@@ -14,12 +14,16 @@ from metal.label_model.em import EMResult, one_hot_votes
 from metal.label_model.label_model import LabelModel, label_statistics
 from metal.label_model.likelihood import (
     MAX_DEGENERATE_VOTES,
+    MAX_EXTRA_OVERRULED,
     Tables,
     VoteData,
     degenerate_share,
     held_out_log_likelihood,
     keep_class_names,
     multi_valued_share,
+    overruled_share,
+    prior_center,
+    run_em,
 )
 from metal.matrix import to_sparse_labels
 
@@ -52,14 +56,82 @@ def test_em_refinement_is_chosen_on_data_from_the_model_and_beats_the_moment_fit
     np.testing.assert_allclose(auto.class_balance_, data.class_balance, atol=0.02)
 
 
-def test_unipolar_sources_keep_the_moment_fit_without_running_em():
+def test_unipolar_sources_with_votes_only_em_keep_the_moment_fit_without_running_em():
     data = make_synthetic(n=5_000, m=10, cardinality=2, unipolar_fraction=1.0, seed=3)
-    model = LabelModel(cardinality=2, seed=0).fit(data.L)
+    model = LabelModel(cardinality=2, seed=0, model_abstains=False).fit(data.L)
     assert model.fit_info_.mode == "moments"
     assert model.evidence_ == "votes"
     choice = model.fit_info_.mode_choice
     assert choice is not None and "single value" in choice.reason
     assert choice.held_out_log_likelihood == {}  # EM never ran
+
+
+def test_unipolar_sources_from_the_model_keep_the_abstain_em_and_it_is_consistent():
+    data = make_synthetic(n=10_000, m=10, cardinality=3, unipolar_fraction=1.0, seed=123)
+    auto = LabelModel(cardinality=3, seed=123).fit(data.L)
+    moments = LabelModel(cardinality=3, seed=123, mode="moments").fit(data.L)
+    choice = auto.fit_info_.mode_choice
+    assert choice is not None and auto.fit_info_.mode == "em_abstain"
+    assert auto.evidence_ == "votes_and_abstains"
+    ll = choice.held_out_log_likelihood  # full vote pattern, abstentions included
+    assert ll["em_abstain"] > ll["moments"]
+    over = choice.overruled_share
+    assert over["em_abstain"] <= over["moments"] + MAX_EXTRA_OVERRULED
+    assert _mae(auto, data) < 0.01 < _mae(moments, data)
+
+
+def test_unipolar_sources_with_a_skewed_balance_keep_an_em_that_is_better_than_random():
+    # here the true posterior overrules 13% of the unanimous rows (silences are evidence), so
+    # it is the other sign that the states name the classes which keeps EM
+    data = make_synthetic(n=20_000, m=10, cardinality=2, unipolar_fraction=1.0, seed=123)
+    auto = LabelModel(cardinality=2, seed=123).fit(data.L)
+    choice = auto.fit_info_.mode_choice
+    assert choice is not None and auto.fit_info_.mode == "em_abstain"
+    assert choice.overruled_share["em_abstain"] > 0.05
+    assert choice.degenerate_share["em_abstain"] == 0.0
+    assert "better than random" in choice.reason
+    assert _mae(auto, data) < 0.01
+    np.testing.assert_allclose(auto.class_balance_, data.class_balance, atol=0.02)
+
+
+def _nuisance_label_matrix(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unipolar sources whose firing is driven mostly by a nuisance variable (say, long vs
+    short documents) independent of the class, and only a little by the class."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    long_doc = rng.random(n) < 0.5
+    L = -np.ones((n, 10), dtype=np.int64)
+    for i in range(10):
+        p = np.where(long_doc, 0.5, 0.03) * np.where(y == i % 2, 1.3, 0.7)
+        L[rng.random(n) < p, i] = i % 2
+    return L, y
+
+
+def test_unipolar_rule_refuses_an_em_whose_states_track_which_sources_fire():
+    L, y = _nuisance_label_matrix(5_000, seed=0)
+    auto = LabelModel(cardinality=2, seed=0).fit(L)
+    em = LabelModel(cardinality=2, seed=0, mode="em", model_abstains=True).fit(L)
+    choice = auto.fit_info_.mode_choice
+    assert choice is not None and auto.fit_info_.mode == "moments"
+    # the likelihood alone prefers the EM (its states explain co-firing, the nuisance) ...
+    assert choice.held_out_log_likelihood["em_abstain"] > choice.held_out_log_likelihood[
+        "moments"]
+    # ... but it overrules unanimous votes wholesale, and names the classes no better than chance
+    assert choice.overruled_share["em_abstain"] > 0.3
+    assert choice.degenerate_share["em_abstain"] > 0
+    assert "overrules" in choice.reason
+    assert em.score(L, y)["accuracy"] < 0.55 < 0.65 < auto.score(L, y)["accuracy"]
+
+
+def test_overruled_share_counts_unanimous_rows_only():
+    L = np.array([[0, -1, 0], [1, 1, -1], [0, 1, -1], [-1, -1, -1], [-1, -1, 1]])
+    data = _vote_data(L, 2)
+    # rows 0, 1, 4 are unanimous (0, 1, 1); row 2 is split, row 3 has no vote
+    post = np.array([[0.9, 0.1], [0.8, 0.2], [0.5, 0.5], [0.1, 0.9], [0.3, 0.7]])
+    assert overruled_share(data, post, np.ones(5)) == pytest.approx(1 / 3)
+    assert overruled_share(data, post, np.array([1.0, 3.0, 1.0, 1.0, 0.0])) == pytest.approx(
+        3 / 4)
+    assert overruled_share(data, post[:, ::-1], np.ones(5)) == pytest.approx(2 / 3)
 
 
 def test_held_out_score_of_single_valued_sources_is_zero():
@@ -231,6 +303,29 @@ def test_many_sources_or_classes_fit_without_nan(m, k):
     assert np.isfinite(model.get_conditional_probs()).all()
     mv = MajorityVoter(cardinality=k).score(data.L, data.Y)["accuracy"]
     assert model.score(data.L, data.Y)["accuracy"] >= mv - 0.02
+
+
+def test_votes_only_prior_is_centred_on_the_moment_fit_with_the_flat_prior_mass():
+    L = np.array([[0, 1, -1], [1, 1, 0], [0, -1, 0], [2, 0, -1], [1, 2, 2]])
+    data = _vote_data(L, 3)
+    rng = np.random.default_rng(1)
+    votes = rng.uniform(0.05, 0.3, size=(9, 3))
+    tables = Tables(votes=votes, abstain=1 - votes.reshape(3, 3, 3).sum(axis=1),
+                    class_balance=np.full(3, 1 / 3))
+    center = prior_center(data, tables, 1e-3)
+    emitted = data.emitted()
+    assert np.all(center[~emitted] == 0)  # never-emitted values keep probability 0
+    np.testing.assert_allclose(center.reshape(3, 3, 3).sum(axis=1), 1.0)
+    start = np.full((5, 3), 1 / 3)
+    # no data (zero row weights): the MAP tables are the prior's centre ...
+    res = run_em(data, start, np.zeros(5), False, None, 5, 1e-9, center=center)
+    np.testing.assert_allclose(np.exp(res.log_tables)[emitted], center[emitted], atol=1e-12)
+    # ... and with data, the prior weighs as much as the flat one (one count per emitted value)
+    w = np.full(5, 1000.0)
+    flat = run_em(data, start, w, False, None, 1, 1e-9)
+    centred = run_em(data, start, w, False, None, 1, 1e-9, center=center)
+    gap = np.abs(np.exp(flat.log_tables) - np.exp(centred.log_tables))[emitted].max()
+    assert 0 < gap < 3 / 1000
 
 
 @pytest.mark.parametrize("k", [2, 3])
