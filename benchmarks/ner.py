@@ -120,8 +120,8 @@ def run_set(name: str, end_model: bool, seed: int = 0) -> dict[str, object]:
     mv = TokenMajorityVoter(tags, seed=seed).predict(test.L, test.offsets)
     row["MV"] = span_scores(test.Y, mv, test.offsets, tags).f1
     t0 = time.perf_counter()
-    lm = SequenceLabelModel(tags, seed=seed).fit(train.L, train.offsets)
-    lm_test = lm.predict(test.L, test.offsets)
+    lm = SequenceLabelModel(tags, seed=seed).fit(train.L, train.offsets, train.tokens)
+    lm_test = lm.predict(test.L, test.offsets, test.tokens)
     row["label model"] = span_scores(test.Y, lm_test, test.offsets, tags).f1
     row["lm time (s)"] = time.perf_counter() - t0
     print(f"{name}: MV {row['MV']:.3f}  label model {row['label model']:.3f} "
@@ -138,8 +138,8 @@ def run_set(name: str, end_model: bool, seed: int = 0) -> dict[str, object]:
     fit_idx = np.sort(rest[sizes <= max(MAX_TAGGER_TOKENS, int(sizes[0]))])
     part_fit, part_hold = _part(train, fit_idx), _part(train, hold)
     row["tagger sentences"] = len(fit_idx)
-    posterior = lm.predict_proba(part_fit.L, part_fit.offsets)
-    hold_weak = lm.predict(part_hold.L, part_hold.offsets)
+    posterior = lm.predict_proba(part_fit.L, part_fit.offsets, part_fit.tokens)
+    hold_weak = lm.predict(part_hold.L, part_hold.offsets, part_hold.tokens)
     t0 = time.perf_counter()
     weak = SequenceTagger(tags, seed=seed, **TAGGER).fit(part_fit.tokens, posterior,
                                                valid=(part_hold.tokens, hold_weak))

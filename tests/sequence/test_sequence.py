@@ -243,9 +243,14 @@ def test_sequence_label_model_beats_token_majority_vote() -> None:
     assert _is_valid_bio(pred, offsets, model.scheme_)
     proba = model.predict_proba(L, offsets)
     np.testing.assert_allclose(proba.sum(1), 1.0)
-    # votes decide what is an entity: unvoted tokens are O, voted ones take a voted type
+    # votes decide where an entity may be: unvoted tokens are O, voted ones take a voted
+    # type or O (outside_where_voted)
     support = vote_support(L, model.scheme_)
+    support[:, model.scheme_.outside] = True
     assert support[np.arange(L.shape[0]), pred].all()
+    strict = SequenceLabelModel(TAGS, outside_where_voted=False).fit(L, offsets)
+    assert vote_support(L, strict.scheme_)[np.arange(L.shape[0]),
+                                           strict.predict(L, offsets)].all()
     assert np.all(np.diff(model.loglik_) > -1e-8)  # EM never decreases the likelihood
 
 
@@ -257,6 +262,43 @@ def test_marginal_decoding_and_persistence(tmp_path: Path) -> None:
     again = SequenceLabelModel.load(str(path))
     np.testing.assert_array_equal(again.predict(L, offsets), model.predict(L, offsets))
     np.testing.assert_allclose(again.predict_proba(L, offsets), model.predict_proba(L, offsets))
+
+
+def _with_words(L: np.ndarray, Y: np.ndarray, offsets: np.ndarray, seed: int
+                ) -> tuple[np.ndarray, list[list[str]]]:
+    """Words for the generated sentences, plus a source that votes B-PER on most PER starts
+    and on a fifth of the tokens "the"."""
+    rng = np.random.default_rng(seed)
+    names = np.array([[f"person{i}" for i in range(30)], [f"place{i}" for i in range(30)]])
+    filler = np.array(["the", "went", "to", "a", "of"])
+    words = np.where(Y > 0, names[(Y - 1) // 2, rng.integers(0, 30, Y.size)],
+                     filler[rng.integers(0, 5, Y.size)])
+    extra = np.full((Y.size, 1), -1, dtype=np.int64)
+    extra[(words == "the") & (rng.random(Y.size) < 0.2), 0] = 1
+    extra[(Y == 1) & (rng.random(Y.size) < 0.8), 0] = 1
+    tokens = [words[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return np.hstack([L, extra]), tokens
+
+
+def test_word_emission_fits_persists_and_needs_the_tokens(tmp_path: Path) -> None:
+    L, Y, offsets = _generated_ner(400, seed=4)
+    L, tokens = _with_words(L, Y, offsets, seed=4)
+    the = (L[:, -1] >= 0) & np.asarray([w == "the" for sent in tokens for w in sent])
+    votes_only = SequenceLabelModel(TAGS, word_emission=False).fit(L, offsets, tokens)
+    with_words = SequenceLabelModel(TAGS).fit(L, offsets, tokens)
+    assert with_words.word_log_emission_ is not None and votes_only.vocab_ is None
+    pred = with_words.predict(L, offsets, tokens)
+    # "the" is never an entity although a source votes B-PER on it; names keep their type
+    assert (pred[the & (Y == 0)] == 0).mean() > 0.95
+    assert with_words.score(L, offsets, Y, tokens).f1 > votes_only.score(L, offsets, Y).f1
+    with pytest.raises(LabelMatrixError, match="tokens"):
+        with_words.predict(L, offsets)
+    with pytest.raises(LabelMatrixError, match="rows"):
+        with_words.predict(L, offsets, tokens[:-1])
+    path = tmp_path / "words.npz"
+    with_words.save(str(path))
+    again = SequenceLabelModel.load(str(path))
+    np.testing.assert_array_equal(again.predict(L, offsets, tokens), pred)
 
 
 def test_label_model_errors() -> None:
