@@ -340,3 +340,47 @@ def test_tagger_learns_from_soft_labels_and_decodes_valid_bio() -> None:
     assert len(tagger.history_) == 8
     with pytest.raises(LabelMatrixError, match="expected"):
         SequenceTagger(TAGS, vectors="none").fit(tokens[:10], soft[:7])
+    with pytest.raises(ConfigError, match="max_length"):
+        SequenceTagger(TAGS, vectors="none", max_length=0).fit(tokens[:10], soft[:50])
+
+
+def test_split_long_keeps_token_order() -> None:
+    from metal.sequence.end_model import split_long
+
+    sents = [["a", "b", ".", "c", "d", "e", "f", "g", "."], ["x", "y"]]
+    pieces = split_long(sents, 4)
+    assert pieces == [["a", "b", "."], ["c", "d", "e", "f"], ["g", "."], ["x", "y"]]
+    assert [w for p in pieces for w in p] == [w for s in sents for w in s]
+    assert split_long(sents, None) == sents
+
+
+def test_tagger_on_long_sequences_windows_and_persists(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from metal.sequence.end_model import SequenceTagger
+
+    # "documents" of 20 five-token sentences: one gradient step per document would not do
+    rng = np.random.default_rng(5)
+    docs: list[list[str]] = []
+    tags: list[int] = []
+    for _ in range(14):
+        doc: list[str] = []
+        for _ in range(20):
+            doc += [str(rng.choice(["Ann", "Bob", "Cy"])), "saw", "the", "lake", "."]
+            tags += [1, 0, 0, 0, 0]
+        docs.append(doc)
+    Y = np.asarray(tags)
+    tagger = SequenceTagger(TAGS, vectors="none", hidden=8, word_dim=8, max_length=16,
+                            n_epochs=4, lr=2e-2, batch_size=8, patience=None,
+                            entity_weight=2.0, seed=0).fit(docs[:10], Y[:1000])
+    assert tagger.n_train_sequences_ == 10 * 20
+    assert tagger.score(docs[10:], Y[1000:]).f1 > 0.95
+    path = tmp_path / "tagger.npz"
+    tagger.save(str(path))
+    again = SequenceTagger.load(str(path))
+    np.testing.assert_allclose(again.predict_proba(docs[10:]), tagger.predict_proba(docs[10:]),
+                               atol=1e-6)
+    np.testing.assert_array_equal(again.predict(docs[10:]), tagger.predict(docs[10:]))
+    custom = SequenceTagger(TAGS, vectors=lambda w: np.zeros((len(w), 2)), hidden=4,
+                            word_dim=4, n_epochs=1).fit(docs[:2], Y[:200])
+    with pytest.raises(ConfigError, match="vectors"):
+        custom.save(str(tmp_path / "custom.npz"))
