@@ -384,3 +384,31 @@ def test_tagger_on_long_sequences_windows_and_persists(tmp_path: Path) -> None:
                             word_dim=4, n_epochs=1).fit(docs[:2], Y[:200])
     with pytest.raises(ConfigError, match="vectors"):
         custom.save(str(tmp_path / "custom.npz"))
+
+
+def test_ner_subcommand_fits_scores_and_writes(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from metal.cli import main
+
+    L, Y, offsets = _generated_ner(60, seed=6)
+    L, tokens = _with_words(L, Y, offsets, seed=6)
+    names = np.asarray(TAGS)
+    rows = {str(s): {"data": {"text": tokens[s]},
+                     "label": names[Y[a:b]].tolist(),
+                     "weak_labels": np.where(L[a:b] >= 0, names[np.maximum(L[a:b], 0)],
+                                             "O").tolist()}
+            for s, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True))}
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    (tmp_path / "label.json").write_text(json.dumps(dict(enumerate(TAGS))))
+    model, tags = tmp_path / "lm.npz", tmp_path / "tags.json"
+    assert main(["ner", str(tmp_path), "--model-out", str(model), "--tags-out", str(tags),
+                 "--tagger", "--vectors", "none", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "label model fitted on train" in out and "span F1 tagger" in out
+    f1 = float(out.split("label model ")[2].split()[0])
+    expected = SequenceLabelModel(TAGS).fit(L, offsets, tokens).score(L, offsets, Y, tokens).f1
+    assert f1 == pytest.approx(expected, abs=1e-4)
+    written = json.loads(tags.read_text())
+    assert [len(s) for s in written] == np.diff(offsets).tolist()
+    again = SequenceLabelModel.load(str(model))
+    assert names[again.predict(L, offsets, tokens)].tolist() == sum(written, [])
