@@ -34,6 +34,7 @@ from metal.sequence.metrics import SpanScores, span_scores
 from metal.sequence.tags import TagScheme, check_offsets
 
 N_SHAPE = 6
+SUFFIX = 3  # characters of the word-ending feature
 SAVE_KIND = "SequenceTagger"
 SENTENCE_END = frozenset({".", "!", "?", ";"})
 
@@ -100,18 +101,22 @@ def wordllama_vectors(words: Sequence[str]) -> np.ndarray:
 
 class _TaggerNet(nn.Module):
     def __init__(self, n_words: int, word_dim: int, frozen_dim: int, hidden: int,
-                 n_tags: int, dropout: float) -> None:
+                 n_tags: int, dropout: float, n_suffixes: int = 2, suffix_dim: int = 0
+                 ) -> None:
         super().__init__()
         self.words = nn.Embedding(n_words, word_dim, padding_idx=0)
+        self.suffixes = nn.Embedding(n_suffixes, max(suffix_dim, 1), padding_idx=0)
         self.drop = nn.Dropout(dropout)
         # a narrow projection first: the LSTM's input product dominates the cost on CPU
-        self.proj = nn.Linear(word_dim + frozen_dim + N_SHAPE, 2 * hidden)
+        self.proj = nn.Linear(word_dim + max(suffix_dim, 1) + frozen_dim + N_SHAPE, 2 * hidden)
         self.lstm = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden, n_tags)
 
     def forward(self, word_ids: torch.Tensor, frozen: torch.Tensor, shape: torch.Tensor,
                 lengths: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.words(word_ids), frozen, shape], dim=-1)
+        # word_ids[..., 0]: trainable word id, word_ids[..., 1]: suffix id
+        x = torch.cat([self.words(word_ids[..., 0]), self.suffixes(word_ids[..., 1]), frozen,
+                       shape], dim=-1)
         x = torch.relu(self.proj(self.drop(x)))
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = self.lstm(packed)
@@ -133,6 +138,9 @@ class SequenceTagger:
         (``0``: none).
     min_count
         Frequency a training word needs to get its own trainable embedding.
+    suffix_dim
+        Size of the trainable embedding of the words' last three letters (seen ``min_count``
+        times; ``0``: none): "-ine", "-itis", "-ese" carry the type of words never seen.
     word_dropout
         Probability of replacing a training word's trainable id by "unknown" (so the tagger
         learns to use the frozen vectors and context too).
@@ -170,6 +178,7 @@ class SequenceTagger:
         hidden: int = 64,
         word_dim: int = 50,
         min_count: int = 2,
+        suffix_dim: int = 16,
         word_dropout: float = 0.1,
         dropout: float = 0.3,
         max_length: int | None = 64,
@@ -184,6 +193,7 @@ class SequenceTagger:
         self.hidden = hidden
         self.word_dim = word_dim
         self.min_count = min_count
+        self.suffix_dim = suffix_dim
         self.word_dropout = word_dropout
         self.dropout = dropout
         self.max_length = max_length
@@ -219,8 +229,10 @@ class SequenceTagger:
         dim = self.frozen_dim_
         table = (np.stack([self.frozen_[w] for w in uniq_list]).astype(np.float32)
                  if dim and uniq_list else np.zeros((len(uniq_list), dim), np.float32))
-        ids = np.asarray([self.vocab_.get(w.lower(), 1) for w in uniq_list], dtype=np.int64)
-        return {"word": ids[inv] if flat else np.zeros(0, np.int64),
+        ids = np.asarray([[self.vocab_.get(w.lower(), 1),
+                           self.suffix_vocab_.get(w.lower()[-SUFFIX:], 1)] for w in uniq_list],
+                         dtype=np.int64).reshape(len(uniq_list), 2)
+        return {"word": ids[inv] if flat else np.zeros((0, 2), np.int64),
                 "frozen": table[inv] if flat else np.zeros((0, dim), np.float32),
                 "shape": word_shapes(uniq_list)[inv] if flat else np.zeros((0, N_SHAPE),
                                                                               np.float32),
@@ -234,10 +246,10 @@ class SequenceTagger:
         t = np.arange(t_max)
         mask = t[None, :] < lengths[:, None]
         index = np.where(mask, off[sentences][:, None] + t[None, :], 0)
-        word = np.where(mask, feats["word"][index], 0)
+        word = np.where(mask[..., None], feats["word"][index], 0)
         if train and self.word_dropout > 0:
-            drop = self.rng_.random(word.shape) < self.word_dropout
-            word = np.where(drop & mask, 1, word)
+            drop = self.rng_.random(mask.shape) < self.word_dropout
+            word[..., 0] = np.where(drop & mask, 1, word[..., 0])
         dev = torch.device(self.device)
         return (torch.as_tensor(word, device=dev),
                 torch.as_tensor(feats["frozen"][index] * mask[..., None], device=dev),
@@ -284,6 +296,10 @@ class SequenceTagger:
         counts = Counter(w.lower() for sent in tokens for w in sent)
         keep = sorted(w for w, c in counts.items() if c >= self.min_count)
         self.vocab_ = {w: i + 2 for i, w in enumerate(keep)}  # 0 pad, 1 unknown
+        suffixes = Counter(w.lower()[-SUFFIX:] for sent in tokens for w in sent)
+        self.suffix_vocab_ = ({w: i + 2 for i, w in enumerate(
+            sorted(w for w, c in suffixes.items() if c >= self.min_count))}
+            if self.suffix_dim > 0 else {})
         self.vector_fn_ = self._vector_fn()
         self.frozen_: dict[str, np.ndarray] = {}
         self.frozen_dim_ = 0
@@ -293,7 +309,8 @@ class SequenceTagger:
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.net_ = _TaggerNet(len(self.vocab_) + 2, max(self.word_dim, 1),
-                                   self.frozen_dim_, self.hidden, k, self.dropout
+                                   self.frozen_dim_, self.hidden, k, self.dropout,
+                                   len(self.suffix_vocab_) + 2, self.suffix_dim
                                    ).to(torch.device(self.device))
         y_t = torch.as_tensor(targets.astype(np.float32) if targets.ndim == 2
                               else targets.astype(np.int64), device=torch.device(self.device))
@@ -390,6 +407,7 @@ class SequenceTagger:
             trainer = trainer.to_dict()
         params = {"tag_names": list(self.scheme_.tag_names), "hidden": self.hidden,
                   "word_dim": self.word_dim, "min_count": self.min_count,
+                  "suffix_dim": self.suffix_dim,
                   "word_dropout": self.word_dropout, "dropout": self.dropout,
                   "max_length": self.max_length, "entity_weight": self.entity_weight,
                   "vectors": self.vectors, "trainer": trainer, "seed": self.seed,
@@ -397,8 +415,11 @@ class SequenceTagger:
                   "frozen_dim": self.frozen_dim_, "history": self.history_,
                   "best_epoch": self.best_epoch_}
         vocab = np.asarray(sorted(self.vocab_, key=self.vocab_.__getitem__), dtype=str)
+        suffixes = np.asarray(sorted(self.suffix_vocab_, key=self.suffix_vocab_.__getitem__),
+                              dtype=str)
         save_arrays(path, SAVE_KIND, params,
-                    {"vocab": vocab, **state_to_arrays(self.net_.state_dict(), "state/")})
+                    {"vocab": vocab, "suffixes": suffixes,
+                     **state_to_arrays(self.net_.state_dict(), "state/")})
 
     @classmethod
     def load(cls, path: str) -> SequenceTagger:
@@ -410,12 +431,15 @@ class SequenceTagger:
         model = cls(params.pop("tag_names"), **params, **options)
         model.scheme_ = TagScheme.from_tags(model.tag_names)
         model.vocab_ = {str(w): i + 2 for i, w in enumerate(arrays["vocab"].tolist())}
+        model.suffix_vocab_ = {str(w): i + 2
+                               for i, w in enumerate(arrays["suffixes"].tolist())}
         model.vector_fn_ = model._vector_fn()
         model.frozen_ = {}
         model.frozen_dim_ = frozen_dim
         model.rng_ = np.random.default_rng(model.seed)
         net = _TaggerNet(len(model.vocab_) + 2, max(model.word_dim, 1), frozen_dim,
-                         model.hidden, model.scheme_.n_tags, model.dropout)
+                         model.hidden, model.scheme_.n_tags, model.dropout,
+                         len(model.suffix_vocab_) + 2, model.suffix_dim)
         net.load_state_dict(arrays_to_state(arrays, "state/"))
         model.net_ = net.to(torch.device(model.device))
         model.history_, model.best_epoch_ = history, best_epoch
