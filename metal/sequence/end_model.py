@@ -140,7 +140,8 @@ class SequenceTagger:
         Frequency a training word needs to get its own trainable embedding.
     suffix_dim
         Size of the trainable embedding of the words' last three letters (seen ``min_count``
-        times; ``0``: none): "-ine", "-itis", "-ese" carry the type of words never seen.
+        times; ``0``, the default: none). Off by default: 16 dimensions lowered the span F1
+        on the ncbi_disease dev split from 68.7 to 64.5.
     word_dropout
         Probability of replacing a training word's trainable id by "unknown" (so the tagger
         learns to use the frozen vectors and context too).
@@ -178,7 +179,7 @@ class SequenceTagger:
         hidden: int = 64,
         word_dim: int = 50,
         min_count: int = 2,
-        suffix_dim: int = 16,
+        suffix_dim: int = 0,
         word_dropout: float = 0.1,
         dropout: float = 0.3,
         max_length: int | None = 64,
