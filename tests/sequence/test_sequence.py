@@ -370,6 +370,7 @@ def test_tagger_on_long_sequences_windows_and_persists(tmp_path: Path) -> None:
         docs.append(doc)
     Y = np.asarray(tags)
     tagger = SequenceTagger(TAGS, vectors="none", hidden=8, word_dim=8, max_length=16,
+                            suffix_dim=4,
                             n_epochs=4, lr=2e-2, batch_size=8, patience=None,
                             entity_weight=2.0, seed=0).fit(docs[:10], Y[:1000])
     assert tagger.n_train_sequences_ == 10 * 20
