@@ -204,7 +204,7 @@ def report(rows: list[dict[str, object]], total: float, write: bool, parts: int 
                "LM dev", "label model",
                "best WRENCH LM", "end model (weak)", "WRENCH end model (weak)",
                "end model (gold)", "WRENCH gold", "LM s", "tagger s (weak)",
-               "epochs run/best (weak, gold)"]
+               "epochs run/best, 0-based (weak, gold)"]
     table = []
     lm_wins = em_wins = 0
     for r in rows:
