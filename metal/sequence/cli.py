@@ -36,9 +36,9 @@ def add_parser(sub: Any) -> None:
                    help="read every source's O as a 'not an entity' vote (default: abstain)")
     p.add_argument("--tagger", action="store_true",
                    help="also train the sequence tagger on the label model's outputs")
-    p.add_argument("--epochs", type=int, default=8, help="tagger epochs (default 8)")
-    p.add_argument("--max-tokens", type=int, default=30_000,
-                   help="tagger training tokens at most (default 30000)")
+    p.add_argument("--epochs", type=int, default=12, help="tagger epochs (default 12)")
+    p.add_argument("--max-tokens", type=int, default=50_000,
+                   help="tagger training tokens at most (default 50000)")
     p.add_argument("--vectors", default="wordllama", choices=("wordllama", "none"),
                    help="tagger's frozen word vectors (default wordllama, offline)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
