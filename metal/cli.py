@@ -535,9 +535,15 @@ def _add_weasel(sub: Any) -> None:
     add_parser(sub)
 
 
+def _add_ner(sub: Any) -> None:
+    from metal.sequence.cli import add_parser
+
+    add_parser(sub)
+
+
 # One entry per subcommand.
 COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_analyze, _add_check, _add_fit,
-                                         _add_evaluate, _add_train, _add_weasel]
+                                         _add_evaluate, _add_train, _add_weasel, _add_ner]
 
 
 class _Parser(argparse.ArgumentParser):

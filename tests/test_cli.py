@@ -15,7 +15,7 @@ import pytest
 from metal.cli import COMMANDS, build_parser, main
 from metal.data.synthetic import make_synthetic
 
-SUBCOMMANDS = ["demo", "analyze", "check", "fit", "evaluate", "train", "weasel"]
+SUBCOMMANDS = ["demo", "analyze", "check", "fit", "evaluate", "train", "weasel", "ner"]
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -19,14 +19,49 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from metal._io import load_arrays, save_arrays
 from metal.end_model.loss import soft_cross_entropy
-from metal.end_model.trainer import Trainer, TrainerConfig, TrainResult
+from metal.end_model.trainer import (
+    Trainer,
+    TrainerConfig,
+    TrainResult,
+    arrays_to_state,
+    state_to_arrays,
+)
 from metal.errors import ConfigError, LabelMatrixError, NotFittedError
 from metal.sequence.inference import viterbi
 from metal.sequence.metrics import SpanScores, span_scores
 from metal.sequence.tags import TagScheme, check_offsets
 
 N_SHAPE = 6
+SUFFIX = 3  # characters of the word-ending feature
+SAVE_KIND = "SequenceTagger"
+SENTENCE_END = frozenset({".", "!", "?", ";"})
+
+
+def split_long(tokens: Sequence[Sequence[str]], max_length: int | None) -> list[list[str]]:
+    """Cut sequences longer than ``max_length`` into contiguous pieces, in order.
+
+    A long sequence (a whole abstract, say) is cut after sentence-ending tokens (``.``, ``!``,
+    ``?``, ``;``) and any piece still longer is cut every ``max_length`` tokens. The pieces
+    concatenated give back the flat token order, so token-level targets need no reindexing.
+    """
+    if max_length is None:
+        return [list(sent) for sent in tokens]
+    out: list[list[str]] = []
+    for sent in tokens:
+        if len(sent) <= max_length:
+            out.append(list(sent))
+            continue
+        piece: list[str] = []
+        for w in sent:
+            piece.append(w)
+            if w in SENTENCE_END or len(piece) == max_length:
+                out.append(piece)
+                piece = []
+        if piece:
+            out.append(piece)
+    return out
 
 
 def word_shapes(words: Sequence[str]) -> np.ndarray:
@@ -66,18 +101,22 @@ def wordllama_vectors(words: Sequence[str]) -> np.ndarray:
 
 class _TaggerNet(nn.Module):
     def __init__(self, n_words: int, word_dim: int, frozen_dim: int, hidden: int,
-                 n_tags: int, dropout: float) -> None:
+                 n_tags: int, dropout: float, n_suffixes: int = 2, suffix_dim: int = 0
+                 ) -> None:
         super().__init__()
         self.words = nn.Embedding(n_words, word_dim, padding_idx=0)
+        self.suffixes = nn.Embedding(n_suffixes, max(suffix_dim, 1), padding_idx=0)
         self.drop = nn.Dropout(dropout)
         # a narrow projection first: the LSTM's input product dominates the cost on CPU
-        self.proj = nn.Linear(word_dim + frozen_dim + N_SHAPE, 2 * hidden)
+        self.proj = nn.Linear(word_dim + max(suffix_dim, 1) + frozen_dim + N_SHAPE, 2 * hidden)
         self.lstm = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden, n_tags)
 
     def forward(self, word_ids: torch.Tensor, frozen: torch.Tensor, shape: torch.Tensor,
                 lengths: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.words(word_ids), frozen, shape], dim=-1)
+        # word_ids[..., 0]: trainable word id, word_ids[..., 1]: suffix id
+        x = torch.cat([self.words(word_ids[..., 0]), self.suffixes(word_ids[..., 1]), frozen,
+                       shape], dim=-1)
         x = torch.relu(self.proj(self.drop(x)))
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = self.lstm(packed)
@@ -99,11 +138,23 @@ class SequenceTagger:
         (``0``: none).
     min_count
         Frequency a training word needs to get its own trainable embedding.
+    suffix_dim
+        Size of the trainable embedding of the words' last three letters (seen ``min_count``
+        times; ``0``, the default: none). Off by default: 16 dimensions lowered the span F1
+        on the ncbi_disease dev split from 68.7 to 64.5.
     word_dropout
         Probability of replacing a training word's trainable id by "unknown" (so the tagger
         learns to use the frozen vectors and context too).
     dropout
         Dropout on the token features and the LSTM output.
+    max_length
+        Sequences longer than this are cut into sentences / windows (:func:`split_long`) for
+        training and prediction: an LSTM over a 250-token abstract gets one gradient step per
+        abstract and learns to predict ``O`` everywhere. ``None``: never cut.
+    entity_weight
+        Loss weight of tokens whose target is not ``O`` (probability-weighted for soft
+        targets), relative to ``O`` tokens. Entities are 5 to 15% of the tokens of a NER set;
+        weighting them up keeps the tagger from settling on all-``O``.
     vectors
         ``"wordllama"`` (offline pretrained vectors), ``"none"``, or a callable mapping a list
         of words to an ``(n, d)`` array.
@@ -128,8 +179,11 @@ class SequenceTagger:
         hidden: int = 64,
         word_dim: int = 50,
         min_count: int = 2,
+        suffix_dim: int = 0,
         word_dropout: float = 0.1,
         dropout: float = 0.3,
+        max_length: int | None = 64,
+        entity_weight: float = 1.0,
         vectors: str | Callable[[Sequence[str]], np.ndarray] = "wordllama",
         trainer: TrainerConfig | dict[str, Any] | None = None,
         seed: int = 0,
@@ -140,8 +194,11 @@ class SequenceTagger:
         self.hidden = hidden
         self.word_dim = word_dim
         self.min_count = min_count
+        self.suffix_dim = suffix_dim
         self.word_dropout = word_dropout
         self.dropout = dropout
+        self.max_length = max_length
+        self.entity_weight = entity_weight
         self.vectors = vectors
         self.trainer = trainer
         self.seed = seed
@@ -173,8 +230,10 @@ class SequenceTagger:
         dim = self.frozen_dim_
         table = (np.stack([self.frozen_[w] for w in uniq_list]).astype(np.float32)
                  if dim and uniq_list else np.zeros((len(uniq_list), dim), np.float32))
-        ids = np.asarray([self.vocab_.get(w.lower(), 1) for w in uniq_list], dtype=np.int64)
-        return {"word": ids[inv] if flat else np.zeros(0, np.int64),
+        ids = np.asarray([[self.vocab_.get(w.lower(), 1),
+                           self.suffix_vocab_.get(w.lower()[-SUFFIX:], 1)] for w in uniq_list],
+                         dtype=np.int64).reshape(len(uniq_list), 2)
+        return {"word": ids[inv] if flat else np.zeros((0, 2), np.int64),
                 "frozen": table[inv] if flat else np.zeros((0, dim), np.float32),
                 "shape": word_shapes(uniq_list)[inv] if flat else np.zeros((0, N_SHAPE),
                                                                               np.float32),
@@ -188,10 +247,10 @@ class SequenceTagger:
         t = np.arange(t_max)
         mask = t[None, :] < lengths[:, None]
         index = np.where(mask, off[sentences][:, None] + t[None, :], 0)
-        word = np.where(mask, feats["word"][index], 0)
+        word = np.where(mask[..., None], feats["word"][index], 0)
         if train and self.word_dropout > 0:
-            drop = self.rng_.random(word.shape) < self.word_dropout
-            word = np.where(drop & mask, 1, word)
+            drop = self.rng_.random(mask.shape) < self.word_dropout
+            word[..., 0] = np.where(drop & mask, 1, word[..., 0])
         dev = torch.device(self.device)
         return (torch.as_tensor(word, device=dev),
                 torch.as_tensor(feats["frozen"][index] * mask[..., None], device=dev),
@@ -228,11 +287,20 @@ class SequenceTagger:
             raise LabelMatrixError(f"Y has shape {targets.shape}; expected ({n_tokens}, {k}) "
                                    f"probabilities or ({n_tokens},) tags for the {n_tokens} "
                                    "tokens of tokens")
+        if self.max_length is not None and self.max_length < 1 or self.entity_weight <= 0:
+            raise ConfigError(f"max_length={self.max_length}, entity_weight="
+                              f"{self.entity_weight}; expected max_length >= 1 (or None) and "
+                              "entity_weight > 0")
+        tokens = split_long(tokens, self.max_length)
         self.scheme_ = scheme
         self.rng_ = np.random.default_rng(self.seed)
         counts = Counter(w.lower() for sent in tokens for w in sent)
         keep = sorted(w for w, c in counts.items() if c >= self.min_count)
         self.vocab_ = {w: i + 2 for i, w in enumerate(keep)}  # 0 pad, 1 unknown
+        suffixes = Counter(w.lower()[-SUFFIX:] for sent in tokens for w in sent)
+        self.suffix_vocab_ = ({w: i + 2 for i, w in enumerate(
+            sorted(w for w, c in suffixes.items() if c >= self.min_count))}
+            if self.suffix_dim > 0 else {})
         self.vector_fn_ = self._vector_fn()
         self.frozen_: dict[str, np.ndarray] = {}
         self.frozen_dim_ = 0
@@ -242,21 +310,26 @@ class SequenceTagger:
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.net_ = _TaggerNet(len(self.vocab_) + 2, max(self.word_dim, 1),
-                                   self.frozen_dim_, self.hidden, k, self.dropout
+                                   self.frozen_dim_, self.hidden, k, self.dropout,
+                                   len(self.suffix_vocab_) + 2, self.suffix_dim
                                    ).to(torch.device(self.device))
         y_t = torch.as_tensor(targets.astype(np.float32) if targets.ndim == 2
                               else targets.astype(np.int64), device=torch.device(self.device))
 
+        class_weight = torch.full((k,), float(self.entity_weight),
+                                  device=torch.device(self.device))
+        class_weight[scheme.outside] = 1.0
+
         def batch_loss(rows: np.ndarray) -> torch.Tensor:
             word, frozen, shape, lengths, mask, index = self._batch(feats, rows, train=True)
             logits = self.net_(word, frozen, shape, lengths)
-            return soft_cross_entropy(logits[mask], y_t[index[mask]])
+            return soft_cross_entropy(logits[mask], y_t[index[mask]], class_weight)
 
         validate = None
         if valid is not None:
             v_tokens, v_tags = valid
             v_off = np.concatenate([[0], np.cumsum([len(s) for s in v_tokens])])
-            v_feats = self._featurize(v_tokens)
+            v_feats = self._featurize(split_long(v_tokens, self.max_length))
             v_tags = np.asarray(v_tags, dtype=np.int64)
 
             def validate() -> dict[str, float]:
@@ -272,6 +345,7 @@ class SequenceTagger:
             device=self.device)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
+        self.n_train_sequences_ = len(tokens)
         return self
 
     def _check_fitted(self) -> None:
@@ -302,7 +376,7 @@ class SequenceTagger:
     def predict_proba(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
         """``(n_tokens, K)`` tag probabilities of every token, in order."""
         self._check_fitted()
-        feats = self._featurize(tokens)
+        feats = self._featurize(split_long(tokens, self.max_length))
         self._last_offsets = feats["offsets"]
         return self._proba(feats)
 
@@ -314,5 +388,60 @@ class SequenceTagger:
     def score(self, tokens: Sequence[Sequence[str]], Y: Any) -> SpanScores:
         """Span P/R/F1 of the predicted tags against gold tags ``Y`` (flat, in order)."""
         pred = self.predict(tokens)
-        return span_scores(Y, pred, check_offsets(self._last_offsets, pred.size),
-                           self.scheme_)
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in tokens])]).astype(np.int64)
+        return span_scores(Y, pred, check_offsets(offsets, pred.size), self.scheme_)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str) -> None:
+        """Write the fitted tagger as ``.npz`` (weights, vocabulary) + JSON header; no pickle.
+
+        The frozen word vectors are not stored: :meth:`load` recomputes them from the same
+        offline source, so only the built-in ``vectors`` (``"wordllama"``, ``"none"``) can be
+        saved.
+        """
+        self._check_fitted()
+        if not isinstance(self.vectors, str):
+            raise ConfigError("this SequenceTagger uses a custom vectors callable, which "
+                              "cannot be saved; use vectors='wordllama' or 'none' to save")
+        trainer = self.trainer
+        if isinstance(trainer, TrainerConfig):
+            trainer = trainer.to_dict()
+        params = {"tag_names": list(self.scheme_.tag_names), "hidden": self.hidden,
+                  "word_dim": self.word_dim, "min_count": self.min_count,
+                  "suffix_dim": self.suffix_dim,
+                  "word_dropout": self.word_dropout, "dropout": self.dropout,
+                  "max_length": self.max_length, "entity_weight": self.entity_weight,
+                  "vectors": self.vectors, "trainer": trainer, "seed": self.seed,
+                  "device": self.device, "train_options": self.train_options,
+                  "frozen_dim": self.frozen_dim_, "history": self.history_,
+                  "best_epoch": self.best_epoch_}
+        vocab = np.asarray(sorted(self.vocab_, key=self.vocab_.__getitem__), dtype=str)
+        suffixes = np.asarray(sorted(self.suffix_vocab_, key=self.suffix_vocab_.__getitem__),
+                              dtype=str)
+        save_arrays(path, SAVE_KIND, params,
+                    {"vocab": vocab, "suffixes": suffixes,
+                     **state_to_arrays(self.net_.state_dict(), "state/")})
+
+    @classmethod
+    def load(cls, path: str) -> SequenceTagger:
+        """Load a tagger written by :meth:`save`."""
+        params, arrays = load_arrays(path, SAVE_KIND)
+        frozen_dim = int(params.pop("frozen_dim"))
+        history, best_epoch = params.pop("history"), params.pop("best_epoch")
+        options = params.pop("train_options")
+        model = cls(params.pop("tag_names"), **params, **options)
+        model.scheme_ = TagScheme.from_tags(model.tag_names)
+        model.vocab_ = {str(w): i + 2 for i, w in enumerate(arrays["vocab"].tolist())}
+        model.suffix_vocab_ = {str(w): i + 2
+                               for i, w in enumerate(arrays["suffixes"].tolist())}
+        model.vector_fn_ = model._vector_fn()
+        model.frozen_ = {}
+        model.frozen_dim_ = frozen_dim
+        model.rng_ = np.random.default_rng(model.seed)
+        net = _TaggerNet(len(model.vocab_) + 2, max(model.word_dim, 1), frozen_dim,
+                         model.hidden, model.scheme_.n_tags, model.dropout,
+                         len(model.suffix_vocab_) + 2, model.suffix_dim)
+        net.load_state_dict(arrays_to_state(arrays, "state/"))
+        model.net_ = net.to(torch.device(model.device))
+        model.history_, model.best_epoch_ = history, best_epoch
+        return model

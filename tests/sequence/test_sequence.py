@@ -243,9 +243,14 @@ def test_sequence_label_model_beats_token_majority_vote() -> None:
     assert _is_valid_bio(pred, offsets, model.scheme_)
     proba = model.predict_proba(L, offsets)
     np.testing.assert_allclose(proba.sum(1), 1.0)
-    # votes decide what is an entity: unvoted tokens are O, voted ones take a voted type
+    # votes decide where an entity may be: unvoted tokens are O, voted ones take a voted
+    # type or O (outside_where_voted)
     support = vote_support(L, model.scheme_)
+    support[:, model.scheme_.outside] = True
     assert support[np.arange(L.shape[0]), pred].all()
+    strict = SequenceLabelModel(TAGS, outside_where_voted=False).fit(L, offsets)
+    assert vote_support(L, strict.scheme_)[np.arange(L.shape[0]),
+                                           strict.predict(L, offsets)].all()
     assert np.all(np.diff(model.loglik_) > -1e-8)  # EM never decreases the likelihood
 
 
@@ -257,6 +262,43 @@ def test_marginal_decoding_and_persistence(tmp_path: Path) -> None:
     again = SequenceLabelModel.load(str(path))
     np.testing.assert_array_equal(again.predict(L, offsets), model.predict(L, offsets))
     np.testing.assert_allclose(again.predict_proba(L, offsets), model.predict_proba(L, offsets))
+
+
+def _with_words(L: np.ndarray, Y: np.ndarray, offsets: np.ndarray, seed: int
+                ) -> tuple[np.ndarray, list[list[str]]]:
+    """Words for the generated sentences, plus a source that votes B-PER on most PER starts
+    and on a fifth of the tokens "the"."""
+    rng = np.random.default_rng(seed)
+    names = np.array([[f"person{i}" for i in range(30)], [f"place{i}" for i in range(30)]])
+    filler = np.array(["the", "went", "to", "a", "of"])
+    words = np.where(Y > 0, names[(Y - 1) // 2, rng.integers(0, 30, Y.size)],
+                     filler[rng.integers(0, 5, Y.size)])
+    extra = np.full((Y.size, 1), -1, dtype=np.int64)
+    extra[(words == "the") & (rng.random(Y.size) < 0.2), 0] = 1
+    extra[(Y == 1) & (rng.random(Y.size) < 0.8), 0] = 1
+    tokens = [words[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return np.hstack([L, extra]), tokens
+
+
+def test_word_emission_fits_persists_and_needs_the_tokens(tmp_path: Path) -> None:
+    L, Y, offsets = _generated_ner(400, seed=4)
+    L, tokens = _with_words(L, Y, offsets, seed=4)
+    the = (L[:, -1] >= 0) & np.asarray([w == "the" for sent in tokens for w in sent])
+    votes_only = SequenceLabelModel(TAGS, word_emission=False).fit(L, offsets, tokens)
+    with_words = SequenceLabelModel(TAGS).fit(L, offsets, tokens)
+    assert with_words.word_log_emission_ is not None and votes_only.vocab_ is None
+    pred = with_words.predict(L, offsets, tokens)
+    # "the" is never an entity although a source votes B-PER on it; names keep their type
+    assert (pred[the & (Y == 0)] == 0).mean() > 0.95
+    assert with_words.score(L, offsets, Y, tokens).f1 > votes_only.score(L, offsets, Y).f1
+    with pytest.raises(LabelMatrixError, match="tokens"):
+        with_words.predict(L, offsets)
+    with pytest.raises(LabelMatrixError, match="rows"):
+        with_words.predict(L, offsets, tokens[:-1])
+    path = tmp_path / "words.npz"
+    with_words.save(str(path))
+    again = SequenceLabelModel.load(str(path))
+    np.testing.assert_array_equal(again.predict(L, offsets, tokens), pred)
 
 
 def test_label_model_errors() -> None:
@@ -298,3 +340,76 @@ def test_tagger_learns_from_soft_labels_and_decodes_valid_bio() -> None:
     assert len(tagger.history_) == 8
     with pytest.raises(LabelMatrixError, match="expected"):
         SequenceTagger(TAGS, vectors="none").fit(tokens[:10], soft[:7])
+    with pytest.raises(ConfigError, match="max_length"):
+        SequenceTagger(TAGS, vectors="none", max_length=0).fit(tokens[:10], soft[:50])
+
+
+def test_split_long_keeps_token_order() -> None:
+    from metal.sequence.end_model import split_long
+
+    sents = [["a", "b", ".", "c", "d", "e", "f", "g", "."], ["x", "y"]]
+    pieces = split_long(sents, 4)
+    assert pieces == [["a", "b", "."], ["c", "d", "e", "f"], ["g", "."], ["x", "y"]]
+    assert [w for p in pieces for w in p] == [w for s in sents for w in s]
+    assert split_long(sents, None) == sents
+
+
+def test_tagger_on_long_sequences_windows_and_persists(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from metal.sequence.end_model import SequenceTagger
+
+    # "documents" of 20 five-token sentences: one gradient step per document would not do
+    rng = np.random.default_rng(5)
+    docs: list[list[str]] = []
+    tags: list[int] = []
+    for _ in range(14):
+        doc: list[str] = []
+        for _ in range(20):
+            doc += [str(rng.choice(["Ann", "Bob", "Cy"])), "saw", "the", "lake", "."]
+            tags += [1, 0, 0, 0, 0]
+        docs.append(doc)
+    Y = np.asarray(tags)
+    tagger = SequenceTagger(TAGS, vectors="none", hidden=8, word_dim=8, max_length=16,
+                            suffix_dim=4,
+                            n_epochs=4, lr=2e-2, batch_size=8, patience=None,
+                            entity_weight=2.0, seed=0).fit(docs[:10], Y[:1000])
+    assert tagger.n_train_sequences_ == 10 * 20
+    assert tagger.score(docs[10:], Y[1000:]).f1 > 0.95
+    path = tmp_path / "tagger.npz"
+    tagger.save(str(path))
+    again = SequenceTagger.load(str(path))
+    np.testing.assert_allclose(again.predict_proba(docs[10:]), tagger.predict_proba(docs[10:]),
+                               atol=1e-6)
+    np.testing.assert_array_equal(again.predict(docs[10:]), tagger.predict(docs[10:]))
+    custom = SequenceTagger(TAGS, vectors=lambda w: np.zeros((len(w), 2)), hidden=4,
+                            word_dim=4, n_epochs=1).fit(docs[:2], Y[:200])
+    with pytest.raises(ConfigError, match="vectors"):
+        custom.save(str(tmp_path / "custom.npz"))
+
+
+def test_ner_subcommand_fits_scores_and_writes(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from metal.cli import main
+
+    L, Y, offsets = _generated_ner(60, seed=6)
+    L, tokens = _with_words(L, Y, offsets, seed=6)
+    names = np.asarray(TAGS)
+    rows = {str(s): {"data": {"text": tokens[s]},
+                     "label": names[Y[a:b]].tolist(),
+                     "weak_labels": np.where(L[a:b] >= 0, names[np.maximum(L[a:b], 0)],
+                                             "O").tolist()}
+            for s, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True))}
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    (tmp_path / "label.json").write_text(json.dumps(dict(enumerate(TAGS))))
+    model, tags = tmp_path / "lm.npz", tmp_path / "tags.json"
+    assert main(["ner", str(tmp_path), "--model-out", str(model), "--tags-out", str(tags),
+                 "--tagger", "--vectors", "none", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "label model fitted on train" in out and "span F1 tagger" in out
+    f1 = float(out.split("label model ")[2].split()[0])
+    expected = SequenceLabelModel(TAGS).fit(L, offsets, tokens).score(L, offsets, Y, tokens).f1
+    assert f1 == pytest.approx(expected, abs=1e-4)
+    written = json.loads(tags.read_text())
+    assert [len(s) for s in written] == np.diff(offsets).tolist()
+    again = SequenceLabelModel.load(str(model))
+    assert names[again.predict(L, offsets, tokens)].tolist() == sum(written, [])
