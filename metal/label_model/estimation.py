@@ -317,97 +317,126 @@ def fit_moments(
         # optimum as the torch path below, without autograd's per-step overhead on tiny d)
         return _fit_moments_numpy(problem, K, class_balance=class_balance, init_mu=init_mu,
                                   max_iter=max_iter, tol=tol, l2=l2, tied=tied, seed=seed)
-    import torch
+    return _fit_moments_torch(problem, K, class_balance=class_balance, method=method,
+                              init_mu=init_mu, max_iter=max_iter, tol=tol, l2=l2, tied=tied,
+                              projection=projection, device=device, seed=seed)
 
-    dev = _resolve_device(device)
-    groups = torch.as_tensor(problem.groups, dtype=torch.int64, device=dev)
-    param = _Parameterisation(groups, problem.n_groups, K)
-    means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
+
+# ------------------------------------------------------------------ the torch path, by stage
+def _moment_target(problem: MomentProblem, K: int, method: str, max_iter: int, tol: float,
+                   dev: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Stage 1: the second-moment target, its 0/1 weight (Omega, or all entries after a
+    low-rank completion) and the loss scale (so the loss starts near 1)."""
+    import torch
 
     if method == "inverse":
         target = torch.as_tensor(
             complete_low_rank(problem, K, max_iter=max_iter, tol=tol, device=dev, seed=seed),
-            dtype=torch.float64,
-            device=dev,
-        )
+            dtype=torch.float64, device=dev)
         mask = torch.ones_like(target, dtype=torch.bool)
     else:
         target = torch.as_tensor(problem.second, dtype=torch.float64, device=dev)
         mask = torch.as_tensor(problem.omega, device=dev)
+    means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
     scale = float((target[mask] ** 2).sum() + (means**2).sum())
     # multiplying by a 0/1 weight is much cheaper than boolean indexing (and its backward)
-    weight = mask.to(torch.float64)
-    scale = max(scale, 1e-30)
+    return target, mask.to(torch.float64), max(scale, 1e-30)
 
-    mu_start = initial_mu(problem, K) if init_mu is None else init_mu
-    logits0 = torch.tensor(
-        _logits_from_mu(mu_start, problem.groups, problem.n_groups),
-        dtype=torch.float64,
-        device=dev,
-    )
-    agree = torch.as_tensor(problem.agreement, dtype=torch.float64, device=dev)
-    projected = projection is not None and not tied
-    if projected:
-        assert projection is not None
-        if method != "moments":
-            raise ConfigError("a projection (tied blocks of classes) needs method='moments'")
-        proj = torch.as_tensor(projection, dtype=torch.int64, device=dev)
+
+def _logit_parameters(logits0: torch.Tensor, agree: torch.Tensor, tied: bool,
+                      projection: np.ndarray | None
+                      ) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
+    """Stage 2: the free parameters of the logits (tied, projected or free) started at
+    ``logits0``, and the map from them back to the ``(d, K)`` logits."""
+    import torch
+
+    if projection is not None and not tied:
+        proj = torch.as_tensor(projection, dtype=torch.int64, device=logits0.device)
         # start: the mean logit of the untied starting point over each tied block
         n_blocks = int(projection.max()) + 1
-        block_sum = torch.zeros(proj.shape[0], n_blocks, dtype=torch.float64, device=dev)
+        block_sum = torch.zeros(proj.shape[0], n_blocks, dtype=torch.float64,
+                                device=logits0.device)
         block_sum.scatter_add_(1, proj, logits0)
         count = torch.zeros_like(block_sum).scatter_add_(1, proj, torch.ones_like(logits0))
         theta = (block_sum / count.clamp_min(1.0)).requires_grad_(True)
-        params = [theta]
-    elif tied:
+        return [theta], lambda: theta.gather(1, proj)
+    if tied:
         on = (logits0 * agree).sum(1) / agree.sum(1).clamp_min(1e-12)
         off = (logits0 * (1 - agree)).sum(1) / (1 - agree).sum(1).clamp_min(1e-12)
         # "better than random" per indicator: on = off + softplus(gap) >= off
         gap0 = torch.clamp(on - off, min=1e-3)
         gap_raw0 = gap0 + torch.log(-torch.expm1(-gap0))  # inverse softplus
         ab = torch.stack([gap_raw0, off], 1).clone().requires_grad_(True)
-        params = [ab]
-    else:
-        free = logits0.clone().requires_grad_(True)
-        params = [free]
+        return [ab], lambda: ab[:, 1:2] + torch.nn.functional.softplus(ab[:, 0:1]) * agree
+    free = logits0.clone().requires_grad_(True)
+    return [free], lambda: free
 
-    def current_logits() -> torch.Tensor:
-        if projected:
-            return theta.gather(1, proj)
-        if tied:
-            return ab[:, 1:2] + torch.nn.functional.softplus(ab[:, 0:1]) * agree
-        return free
 
-    estimate_balance = class_balance is None
-    if estimate_balance:
+def _balance_parameter(class_balance: np.ndarray | None, K: int, dev: torch.device
+                       ) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
+    """Stage 3: ``P(Y)``, a softmax parameter when it is estimated, else the given constant."""
+    import torch
+
+    if class_balance is None:
         p_logits = torch.zeros(K, dtype=torch.float64, device=dev, requires_grad=True)
-        params.append(p_logits)
-    else:
-        p_fixed = torch.as_tensor(class_balance, dtype=torch.float64, device=dev)
+        return [p_logits], lambda: torch.softmax(p_logits, 0)
+    p_fixed = torch.as_tensor(class_balance, dtype=torch.float64, device=dev)
+    return [], lambda: p_fixed
 
-    def balance() -> torch.Tensor:
-        return torch.softmax(p_logits, 0) if estimate_balance else p_fixed
 
-    use_third = estimate_balance and problem.third is not None
-    if use_third:
-        assert problem.third is not None
-        third = torch.as_tensor(problem.third, dtype=torch.float64, device=dev)
-        g = torch.as_tensor(problem.groups, device=dev)
-        mask3 = ((g[:, None, None] != g[None, :, None]) & (g[:, None, None] != g[None, None, :])
-                 & (g[None, :, None] != g[None, None, :]))
-        scale3 = max(float((third[mask3] ** 2).sum()), 1e-30)
+def _third_moment_term(problem: MomentProblem, dev: torch.device
+                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The normalised third-moment residual over triples from three different groups."""
+    import torch
+
+    assert problem.third is not None
+    third = torch.as_tensor(problem.third, dtype=torch.float64, device=dev)
+    g = torch.as_tensor(problem.groups, device=dev)
+    mask3 = ((g[:, None, None] != g[None, :, None]) & (g[:, None, None] != g[None, None, :])
+             & (g[None, :, None] != g[None, None, :]))
+    scale3 = max(float((third[mask3] ** 2).sum()), 1e-30)
+
+    def term(mu: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        pred3 = torch.einsum("ay,by,cy,y->abc", mu, mu, mu, p)
+        return ((third - pred3)[mask3] ** 2).sum() / scale3
+
+    return term
+
+
+def _fit_moments_torch(problem: MomentProblem, K: int, *, class_balance: np.ndarray | None,
+                       method: str, init_mu: np.ndarray | None, max_iter: int, tol: float,
+                       l2: float, tied: bool, projection: np.ndarray | None,
+                       device: str | torch.device, seed: int) -> MomentFit:
+    """:func:`fit_moments` with torch's L-BFGS: target, parameters, loss, optimise, name."""
+    import torch
+
+    if projection is not None and not tied and method != "moments":
+        raise ConfigError("a projection (tied blocks of classes) needs method='moments'")
+    dev = _resolve_device(device)
+    param = _Parameterisation(torch.as_tensor(problem.groups, dtype=torch.int64, device=dev),
+                              problem.n_groups, K)
+    means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
+    target, weight, scale = _moment_target(problem, K, method, max_iter, tol, dev, seed)
+    mu_start = initial_mu(problem, K) if init_mu is None else init_mu
+    logits0 = torch.tensor(_logits_from_mu(mu_start, problem.groups, problem.n_groups),
+                           dtype=torch.float64, device=dev)
+    agree = torch.as_tensor(problem.agreement, dtype=torch.float64, device=dev)
+    params, current_logits = _logit_parameters(logits0, agree, tied, projection)
+    balance_params, balance = _balance_parameter(class_balance, K, dev)
+    params += balance_params
+    estimate_balance = class_balance is None
+    third_term = (_third_moment_term(problem, dev)
+                  if estimate_balance and problem.third is not None else None)
 
     def loss_fn() -> torch.Tensor:
         logits = current_logits()
         mu, _ = param(logits)
         p = balance()
-        pred = mu @ (mu * p).T
-        R = (target - pred) * weight
+        R = (target - mu @ (mu * p).T) * weight
         r1 = means - mu @ p
         loss = ((R**2).sum() + (r1**2).sum()) / scale
-        if use_third:
-            pred3 = torch.einsum("ay,by,cy,y->abc", mu, mu, mu, p)
-            loss = loss + ((third - pred3)[mask3] ** 2).sum() / scale3
+        if third_term is not None:
+            loss = loss + third_term(mu, p)
         if l2 > 0:
             loss = loss + l2 * ((logits - logits0) ** 2).mean()
         return loss
@@ -420,7 +449,8 @@ def fit_moments(
         abstain = abst_t.cpu().numpy()
         p = balance().cpu().numpy().copy()
 
-    # tied parameters name the classes by construction (a vote "agrees" with one class)
+    # stage 5: name the classes. Tied parameters name them by construction (a vote "agrees"
+    # with one class)
     perm = np.arange(K) if tied else name_classes(mu, problem.agreement)
     if not np.array_equal(perm, np.arange(K)):
         inv = np.argsort(perm)
@@ -429,11 +459,10 @@ def fit_moments(
             p = p_perm
         elif init_mu is None:  # refit once; a refit never triggers another
             # the prior pins the class names: restart from the renamed solution
-            refit = fit_moments(
+            refit = _fit_moments_torch(
                 problem, K, class_balance=class_balance, method=method, init_mu=mu,
                 max_iter=max_iter, tol=tol, l2=l2, tied=tied, projection=projection,
-                device=dev, seed=seed,
-            )
+                device=dev, seed=seed)
             refit.permutation = perm
             return refit
     return MomentFit(mu=mu, abstain=abstain, class_balance=p, loss=loss, n_iter=n_iter,
