@@ -257,11 +257,10 @@ def _check_streamable(model: LabelModel, class_balance: Any) -> None:
         raise ConfigError("streaming and distributed fits take independent sources only (the "
                           "dependency cliques' statistics are not gathered per chunk yet); "
                           "fit with LabelModel(dependencies=...).fit(L) in memory")
-    if int(model.balance_moments) == 3 and isinstance(class_balance, str) \
-            and class_balance == "estimate":
+    if int(model.balance_moments) == 3:
         raise ConfigError("balance_moments=3 needs a second pass over the data for the third "
-                          "moments; a stream is read once. Use balance_moments=2, or give the "
-                          "class balance (class_balance= or Y_dev=)")
+                          "moments; a stream is read once. Use balance_moments=2 (with "
+                          "class_balance='estimate', or a given class balance)")
 
 
 def fit_statistics_checked(model: LabelModel, stats: SourceStatistics,

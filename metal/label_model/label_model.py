@@ -174,7 +174,9 @@ class LabelModel(BaseLabelModel):
         200 emitted values). Second moments leave the balance weakly identified (for two
         classes, one exactly flat direction); third moments identify it when the sources are
         conditionally independent, but on the real WRENCH sets, whose sources are correlated,
-        they made it worse (``benchmarks/label_model.py``), hence the default 2.
+        they made it worse (``benchmarks/label_model.py``), hence the default 2. ``3`` is refused
+        where it would do nothing: with a given class balance (the default uniform one
+        included), with dependencies, in :meth:`fit_statistics` and on streams.
 
     Attributes
     ----------
@@ -315,6 +317,13 @@ class LabelModel(BaseLabelModel):
             raise LabelMatrixError("L contains no vote at all (every entry is -1); expected at "
                                    "least some votes. Check that your sources were applied.")
         p, p_source = resolve_class_balance(class_balance, Y_dev, k)
+        if int(self.balance_moments) == 3 and p is not None:
+            # third moments only change how the class balance is estimated: refuse rather
+            # than silently ignore the option
+            raise ConfigError(f"balance_moments=3 has no effect here: the class balance is "
+                              f"given ({p_source}); third moments only serve "
+                              "fit(L, class_balance='estimate'). Drop balance_moments=3 or "
+                              "fit with class_balance='estimate'")
         # the moment stage keeps a uniform balance by default; the EM stage then estimates it.
         # Y_dev's labels enter EM as pseudo-counts of the classes (evidence added to the
         # unlabeled rows', not a replacement for it)
@@ -343,7 +352,11 @@ class LabelModel(BaseLabelModel):
             self._check_identifiable(coding, stats)
         third = None
         emitted = stats.emitted()
-        if self.balance_moments == 3 and p is None and coding.all_singletons:
+        if self.balance_moments == 3 and not coding.all_singletons:
+            raise ConfigError("balance_moments=3 does not support dependencies (third moments "
+                              "are gathered for independent sources only); use "
+                              "balance_moments=2, or give the class balance")
+        if self.balance_moments == 3 and p is None:
             if emitted.size > MAX_THIRD_MOMENT_INDICATORS:
                 raise ConfigError(
                     f"balance_moments=3 needs a ({emitted.size},)^3 third-moment tensor; the limit "
@@ -549,6 +562,9 @@ class LabelModel(BaseLabelModel):
         if self.mode == "em":
             raise ConfigError("mode='em' needs the rows of L (EM is not a function of the "
                               "pairwise statistics); call fit(L), or use mode='moments'")
+        if int(self.balance_moments) == 3:
+            raise ConfigError("balance_moments=3 needs third moments, which pairwise statistics "
+                              "do not hold; call fit(L), or use balance_moments=2")
         coding = SourceCoding(stats.n_groups, k)
         if not np.array_equal(coding.n_values, stats.n_values):
             raise ConfigError(f"statistics were gathered for {stats.n_values.tolist()} values "

@@ -195,3 +195,30 @@ def test_high_cardinality_few_sources_warns_about_never_voted_classes() -> None:
 def test_sparse_duplicate_free_coo_is_fine() -> None:
     coo = sp.coo_matrix(to_sparse_labels(L))
     np.testing.assert_array_equal(to_dense_labels(coo), L)
+
+
+def test_balance_moments_3_is_refused_where_it_would_be_ignored() -> None:
+    """balance_moments=3 only shapes the estimated class balance: with a given balance, with
+    dependencies, from pairwise statistics or on a stream it would do nothing, so it is refused."""
+    from metal.distributed import fit_stream
+    from metal.label_model.label_model import label_statistics
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    L = np.where(rng.random((2000, 6)) < 0.8, y[:, None], 1 - y[:, None])
+    L[rng.random(L.shape) < 0.3] = -1
+    with pytest.raises(ConfigError, match="balance_moments=3 has no effect"):
+        LabelModel(balance_moments=3).fit(L)
+    with pytest.raises(ConfigError, match="balance_moments=3 has no effect"):
+        LabelModel(balance_moments=3).fit(L, class_balance=[0.3, 0.7])
+    with pytest.raises(ConfigError, match="does not support dependencies"):
+        LabelModel(balance_moments=3, dependencies=nx.Graph([(0, 1)])).fit(
+            L, class_balance="estimate")
+    with pytest.raises(ConfigError, match="pairwise statistics"):
+        LabelModel(balance_moments=3).fit_statistics(label_statistics(L, 2))
+    with pytest.raises(ConfigError, match="a stream is read once"):
+        fit_stream(LabelModel(balance_moments=3), iter([L[:1000], L[1000:]]),
+                   class_balance=[0.5, 0.5])
+    # where it does something, it runs
+    model = LabelModel(balance_moments=3).fit(L, class_balance="estimate")
+    assert model.class_balance_.shape == (2,)
