@@ -1,4 +1,5 @@
-"""Dependency graphs: junction trees, exact clique-factor prediction, estimation, learning."""
+"""Dependency graphs: junction trees, exact clique-factor prediction, estimation (learning the
+graph: test_structure.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from metal.errors import ConfigError
 from metal.label_model.coding import SourceCoding
 from metal.label_model.dependencies import build_junction_tree
 from metal.label_model.label_model import LabelModel
-from metal.label_model.structure import learn_dependencies
 from metal.matrix import check_label_matrix, to_sparse_labels
 
 STRENGTH = 1.5
@@ -160,27 +160,3 @@ def test_bad_dependency_graphs():
         LabelModel(dependencies=nx.Graph([(0, 9)])).fit(L)
     with pytest.raises(ConfigError, match="undirected"):
         LabelModel(dependencies=nx.DiGraph([(0, 1)])).fit(L)
-
-
-@pytest.mark.slow
-def test_learn_dependencies_recovers_planted_edges():
-    precision, recall = [], []
-    for seed in range(2):
-        data = make_dependent_synthetic(n=100_000, m=10, density=0.3, n_independent=4,
-                                        strength=STRENGTH, seed=seed)
-        learned = learn_dependencies(data.L, 2, class_balance=data.class_balance)
-        true = {frozenset(e) for e in data.graph.edges}
-        found = {frozenset(e) for e in learned.edges}
-        precision.append(len(true & found) / max(len(found), 1))
-        recall.append(len(true & found) / max(len(true), 1))
-    assert np.mean(precision) >= 0.8 and np.mean(recall) >= 0.8, (precision, recall)
-
-
-def test_learn_dependencies_small_graph_fast():
-    data = make_dependent_synthetic(n=30_000, m=7, n_independent=4, strength=2.0, seed=5,
-                                    graph=nx.Graph([(4, 5), (5, 6)]))
-    learned = learn_dependencies(data.L, 2, class_balance=data.class_balance,
-                                 source_names=[f"s{i}" for i in range(7)])
-    assert {frozenset(e) for e in learned.edges} == {frozenset(("s4", "s5")),
-                                                      frozenset(("s5", "s6"))}
-    assert all(learned.edges[e]["p_value"] < 1e-6 for e in learned.edges)

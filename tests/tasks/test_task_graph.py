@@ -197,27 +197,6 @@ def test_out_of_range_values_never_alias_a_feasible_key() -> None:
         TaskGraph({"a": 2, "b": 2}, feasible=[0, 1])
 
 
-def test_task_graph_from_json_reads_every_documented_form(tmp_path) -> None:
-    from metal.tasks.serialize import task_graph_from_json
-
-    plain = task_graph_from_json('{"tasks": {"a": 2, "b": 3}}')  # unrelated tasks
-    assert type(plain) is TaskGraph and plain.n_feasible == 6
-    listed = task_graph_from_json('{"tasks": {"a": 2, "b": 2}, "feasible": [[0, 0], [1, 1]]}')
-    assert type(listed) is TaskGraph and listed.feasible.tolist() == [[0, 0], [1, 1]]
-    tree = task_graph_from_json('{"tasks": {"coarse": 2, "fine": 4}, '
-                                '"parents": {"fine": ["coarse", [0, 0, 1, 1]]}}')
-    assert isinstance(tree, TaskHierarchy) and tree.n_feasible == 4
-    h = TaskHierarchy({"type": 2, "person": 3}, parents={"person": ("type", 0)})
-    path = tmp_path / "h.json"
-    path.write_text(h.to_json())
-    assert task_graph_from_json(path) == h  # a file, in to_dict's form (with "kind")
-    for text, match in [(str(tmp_path / "none.json"), "does not exist"),
-                        ("{not json", "not valid JSON"), ('{"parents": {}}', '"tasks"'),
-                        ("[1]", "does not exist")]:
-        with pytest.raises(TaskGraphError, match=match):
-            task_graph_from_json(text)
-
-
 def test_limits_must_be_positive_and_the_default_candidate_limit_is_a_million() -> None:
     for bad in (0, -1, True, 2.0):
         with pytest.raises(TaskGraphError, match="max_feasible"):
