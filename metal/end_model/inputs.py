@@ -237,6 +237,17 @@ class SparseInput(nn.Module):
         return self.drop(self.act(h + self.bias))
 
 
+def init_embedding(weight: torch.Tensor, pretrained: torch.Tensor | None) -> None:
+    """Fill an embedding table with ``pretrained`` vectors (or small random ones); row 0 is
+    padding and stays zero."""
+    with torch.no_grad():
+        if pretrained is not None:
+            weight.copy_(pretrained)
+        else:
+            nn.init.normal_(weight, std=0.1)
+        weight[0].zero_()
+
+
 class EmbeddingBagEncoder(nn.Module):
     """Token ids -> mean of their embeddings (a fast bag-of-words text encoder).
 
@@ -280,12 +291,7 @@ class EmbeddingBagEncoder(nn.Module):
         return {"vocab_size": self.vocab_size, "dim": self.out_features, "freeze": self.freeze}
 
     def reset_parameters(self) -> None:
-        with torch.no_grad():
-            if self._pretrained is not None:
-                self.bag.weight.copy_(self._pretrained)
-            else:
-                nn.init.normal_(self.bag.weight, std=0.1)
-            self.bag.weight[0].zero_()
+        init_embedding(self.bag.weight, self._pretrained)
 
     def forward(self, x: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         ids = x["tokens"] if isinstance(x, Mapping) else x

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metal.end_model.inputs import INPUT_MODULES, register_input_module
+from metal.end_model.inputs import INPUT_MODULES, init_embedding, register_input_module
 from metal.errors import ConfigError, DataFormatError
 
 
@@ -227,12 +227,7 @@ class SpanEncoder(nn.Module):
                 "n_spans": self.n_spans, "freeze": self.freeze, "dropout": self.dropout}
 
     def reset_parameters(self) -> None:
-        with torch.no_grad():
-            if self._pretrained is not None:
-                self.embedding.weight.copy_(self._pretrained)
-            else:
-                nn.init.normal_(self.embedding.weight, std=0.1)
-            self.embedding.weight[0].zero_()
+        init_embedding(self.embedding.weight, self._pretrained)
         self.lstm.reset_parameters()
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
