@@ -438,6 +438,7 @@ def one_hot_votes(
             L = np.ascontiguousarray(L)
             itype: type[np.signedinteger[Any]] = np.int32 if m * W < 2**31 else np.int64
             step = max(1, ONE_HOT_BLOCK // max(m, 1))
+            # two passes over the blocks: the row counts first, so the output is allocated once
             per_row = np.empty(n, dtype=np.int64)
             for a in range(0, n, step):
                 per_row[a:a + step] = np.count_nonzero(L[a:a + step] >= 0, axis=1)

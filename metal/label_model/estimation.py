@@ -323,8 +323,9 @@ def fit_moments(
 
 
 # ------------------------------------------------------------------ the torch path, by stage
-def _moment_target(problem: MomentProblem, K: int, method: str, max_iter: int, tol: float,
-                   dev: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _moment_target(problem: MomentProblem, means: torch.Tensor, K: int, method: str,
+                   max_iter: int, tol: float, dev: torch.device, seed: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Stage 1: the second-moment target, its 0/1 weight (Omega, or all entries after a
     low-rank completion) and the loss scale (so the loss starts near 1)."""
     import torch
@@ -337,7 +338,6 @@ def _moment_target(problem: MomentProblem, K: int, method: str, max_iter: int, t
     else:
         target = torch.as_tensor(problem.second, dtype=torch.float64, device=dev)
         mask = torch.as_tensor(problem.omega, device=dev)
-    means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
     scale = float((target[mask] ** 2).sum() + (means**2).sum())
     # multiplying by a 0/1 weight is much cheaper than boolean indexing (and its backward)
     return target, mask.to(torch.float64), max(scale, 1e-30)
@@ -416,7 +416,8 @@ def _fit_moments_torch(problem: MomentProblem, K: int, *, class_balance: np.ndar
     param = _Parameterisation(torch.as_tensor(problem.groups, dtype=torch.int64, device=dev),
                               problem.n_groups, K)
     means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
-    target, weight, scale = _moment_target(problem, K, method, max_iter, tol, dev, seed)
+    target, weight, scale = _moment_target(problem, means, K, method, max_iter, tol, dev,
+                                           seed)
     mu_start = initial_mu(problem, K) if init_mu is None else init_mu
     logits0 = torch.tensor(_logits_from_mu(mu_start, problem.groups, problem.n_groups),
                            dtype=torch.float64, device=dev)
