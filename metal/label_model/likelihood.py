@@ -17,7 +17,9 @@ kept):
 The rule (``LabelModel(mode="auto")``, label-free, one per fit)
 ---------------------------------------------------------------
 1. Split the rows of ``L`` at random (seeded) into 80% fit and 20% held-out rows (done on the
-   deduplicated rows, by drawing each distinct row's count binomially).
+   deduplicated rows, by drawing each distinct row's count binomially, in an order of the
+   rows' votes, :func:`canonical_order`, so that the split, and the fit, of a given ``L`` do
+   not depend on whether it is stored dense or sparse; the thinning of step 5 likewise).
 2. Fit each EM candidate on the fit rows. The moment model is the one fitted on all rows, which
    makes the comparison conservative: its held-out score is, if anything, optimistic.
 3. A candidate is *degenerate* if more than 10% of the votes come from (source, value) pairs it
@@ -172,16 +174,31 @@ def thin_rows(data: VoteData, seed: int) -> tuple[VoteData, np.ndarray | None]:
     n_rows = int(data.counts.sum())
     if n_rows <= RULE_MAX_ROWS:
         return data, None
-    rng = np.random.default_rng(seed)
-    thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
+    order = canonical_order(data, seed)
+    thinned = np.empty_like(data.counts)
+    thinned[order] = np.random.default_rng(seed).binomial(data.counts[order],
+                                                          RULE_MAX_ROWS / n_rows)
     keep = np.flatnonzero(thinned > 0)
     return VoteData(A=data.A[keep], counts=thinned[keep], n_sources=data.n_sources,
                     cardinality=data.cardinality), keep
 
 
-def _split_weights(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    fit = rng.binomial(counts, 1.0 - HELD_OUT_FRACTION).astype(np.float64)
+def canonical_order(data: VoteData, seed: int) -> np.ndarray:
+    """An order of the distinct rows that depends on their votes only, not on how ``L`` was
+    stored (dense and sparse inputs list the distinct rows in different orders): rows sorted
+    by a seeded random projection of their one-hot votes (distinct rows project to distinct
+    values with probability 1; ties, if any, keep the stored order)."""
+    proj = np.random.default_rng([seed, 1]).random(data.A.shape[1])
+    return np.argsort(np.asarray(data.A @ proj).ravel(), kind="stable")
+
+
+def _split_weights(data: VoteData, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and held-out row counts, drawn in :func:`canonical_order` (so the split of a
+    given ``L`` does not depend on its storage)."""
+    counts = data.counts
+    order = canonical_order(data, seed)
+    fit = np.empty(counts.shape, dtype=np.float64)
+    fit[order] = np.random.default_rng(seed).binomial(counts[order], 1.0 - HELD_OUT_FRACTION)
     return fit, counts - fit
 
 
@@ -394,7 +411,7 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         data, keep = thin_rows(data, seed)
         if keep is not None:
             start = start[keep]
-    fit_w, held_w = _split_weights(data.counts, seed)
+    fit_w, held_w = _split_weights(data, seed)
     if unipolar:
         assert moment_tables is not None
         return _choose_unipolar(data, start, moment_tables, fit_w, held_w, log_prior, floor,
