@@ -71,7 +71,7 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    its only evidence); (b) holds if EM overrules at most ``MAX_EXTRA_OVERRULED`` (1%) of the
    unanimous rows beyond what the moment fit does. 1% is a design tolerance, not a fitted
    one: on the 7 labeling-function sets of ``benchmarks/label_model.py`` (none passes (a)) EM
-   overrules 0.4% (spouse, kept) or 3% to 66% (refused), so any tolerance from 0.5% to 2.9%
+   overrules 0.3% (spouse, kept) or 3% to 66% (refused), so any tolerance from 0.3% to 2.9%
    decides the same. (b) alone would be too strict on data drawn from the model with a
    skewed balance, where the true posterior overrules over 10% of unanimous rows (silences
    are real evidence there); (a) keeps EM there.
