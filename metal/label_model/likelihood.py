@@ -19,7 +19,8 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
 1. Split the rows of ``L`` at random (seeded) into 80% fit and 20% held-out rows (done on the
    deduplicated rows, by drawing each distinct row's count binomially, in an order of the
    rows' votes, :func:`canonical_order`, so that the split, and the fit, of a given ``L`` do
-   not depend on whether it is stored dense or sparse; the thinning of step 5 likewise).
+   not depend on whether it is stored dense or sparse; the thinning of step 5, above 50,000
+   rows, is drawn in the stored order).
 2. Fit each EM candidate on the fit rows. The moment model is the one fitted on all rows, which
    makes the comparison conservative: its held-out score is, if anything, optimistic.
 3. A candidate is *degenerate* if more than 10% of the votes come from (source, value) pairs it
@@ -177,10 +178,8 @@ def thin_rows(data: VoteData, seed: int) -> tuple[VoteData, np.ndarray | None]:
     n_rows = int(data.counts.sum())
     if n_rows <= RULE_MAX_ROWS:
         return data, None
-    order = canonical_order(data, seed)
-    thinned = np.empty_like(data.counts)
-    thinned[order] = np.random.default_rng(seed).binomial(data.counts[order],
-                                                          RULE_MAX_ROWS / n_rows)
+    rng = np.random.default_rng(seed)
+    thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
     keep = np.flatnonzero(thinned > 0)
     return VoteData(A=data.A[keep], counts=thinned[keep], n_sources=data.n_sources,
                     cardinality=data.cardinality), keep
