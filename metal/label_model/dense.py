@@ -19,6 +19,8 @@ the sparse path (one stored entry per vote) is cheaper.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -237,14 +239,25 @@ class DenseScorer:
         block, not to ``n``, and reused across calls.
         """
         n = L.shape[0]
-        m, k = self.m, self.k
         if out is None:
-            out = np.empty((n, k))
-        elif out.shape != (n, k):
-            raise ValueError(f"out has shape {out.shape}; expected {(n, k)}")
+            out = np.empty((n, self.k))
+        elif out.shape != (n, self.k):
+            raise ValueError(f"out has shape {out.shape}; expected {(n, self.k)}")
+        n_unseen = 0
+        for start, block in self.blocks(L):
+            n_unseen += block.n_unseen
+            out[start:start + block.log_post.shape[1]] = block.log_post.T
+        return out, n_unseen
+
+    def blocks(self, L: np.ndarray) -> Iterator[tuple[int, ScoredBlock]]:
+        """Score ``L`` block by block: ``(first row, ScoredBlock)`` for each block.
+
+        The block's arrays are work buffers, overwritten by the next block.
+        """
+        n = L.shape[0]
+        m, k = self.m, self.k
         rows = min(block_rows(m * k, n), max(n, 1))
         bufs = self._buffers(rows)
-        n_unseen = 0
         # the weights' rows are value-major (v * m + i): one slab of m rows per value
         if not hasattr(self, "_slabs"):
             self._slabs = [np.ascontiguousarray(self.weights[v * m:(v + 1) * m])
@@ -260,8 +273,7 @@ class DenseScorer:
             _matmul(X[0], slabs[0], out=S)
             for v in range(1, k):
                 S += _matmul(X[v], slabs[v], out=T)
-            if self.has_unseen:
-                n_unseen += int(S[:, -1].sum())
+            n_unseen = int(S[:, -1].sum()) if self.has_unseen else 0
             np.copyto(F, S)
             # class-major (k, r), so the normalisation runs on contiguous rows
             B, E, top, tot = bufs["B"][:, :r], bufs["E"][:, :r], bufs["top"][:r], bufs["tot"][:r]
@@ -273,5 +285,15 @@ class DenseScorer:
             np.sum(E, axis=0, out=tot)
             np.log(tot, out=tot)
             B -= tot
-            out[start:start + r] = B.T
-        return out, n_unseen
+            tot += top  # log of the row's normaliser, relative to class 0's score
+            yield start, ScoredBlock(X=X, log_post=B, log_norm=tot, n_unseen=n_unseen)
+
+
+@dataclass
+class ScoredBlock:
+    """One block of :meth:`DenseScorer.blocks` (work buffers, valid until the next block)."""
+
+    X: np.ndarray  # (k, r, m) int8 indicators, X[v] marks the votes v
+    log_post: np.ndarray  # (k, r) log posterior, class-major
+    log_norm: np.ndarray  # (r,) log sum_y exp(score_y - score_0): the row's log normaliser
+    n_unseen: int  # votes on values unseen in fit

@@ -32,13 +32,15 @@ from metal.label_model.base import (
 from metal.label_model.coding import SourceCoding
 from metal.label_model.dense import DenseScorer, dense_applicable
 from metal.label_model.dependencies import refine_by_components
-from metal.label_model.em import compress_rows, one_hot_votes
+from metal.label_model.em import compress_rows, few_duplicates, one_hot_votes
 from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.likelihood import (
     CANDIDATES,
     MAX_DEGENERATE_VOTES,
     MODES,
+    RULE_MAX_ROWS,
+    DenseVoteData,
     ModeChoice,
     Tables,
     VoteData,
@@ -67,6 +69,11 @@ MAX_MOMENT_INDICATORS = 500
 L2_PRIOR_ROWS = 1000.0
 # L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
 START_MAX_ITER = 50
+# the final EM on all rows, warm-started from the rule's fit on a thinning of them, stops once
+# its estimated distance to the fixed point is at most WARM_PARAM_TOL / sqrt(n_rows) in every
+# probability: a tenth of the largest standard error of a proportion estimated from n rows
+# (0.5 / sqrt(n)), and each probability is estimated from at most n rows
+WARM_PARAM_TOL = 0.05
 
 
 @dataclass
@@ -335,7 +342,7 @@ class LabelModel(BaseLabelModel):
         candidates = self._candidates()
         data = None
         if candidates:
-            data = _vote_data(lm, k)
+            data = _vote_data(lm, k, int(self.seed))
             if int((data[0].vote_counts() > 0).sum()) > MAX_MOMENT_INDICATORS:
                 # too many source values for the dense moment stage: EM from the majority vote
                 return self._refine(lm, k, data, p, p_source, fixed_balance, candidates,
@@ -512,7 +519,8 @@ class LabelModel(BaseLabelModel):
                   if moment_tables is not None and not abstain else None)
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
                      em_tol, self._prior_pseudo, init=None if warm is None else warm[0],
-                     center=center)
+                     center=center,
+                     param_tol=None if warm is None else WARM_PARAM_TOL / np.sqrt(n_rows))
         if warm is None:
             assert start is not None
             perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
@@ -767,9 +775,21 @@ class LabelModel(BaseLabelModel):
         return model
 
 
-def _vote_data(lm: LabelMatrix, k: int) -> tuple[VoteData, np.ndarray | sp.csr_matrix]:
-    """The distinct rows of ``L`` (with their counts) as sparse one-hot votes."""
+def _vote_data(lm: LabelMatrix, k: int, seed: int
+               ) -> tuple[VoteData, np.ndarray | sp.csr_matrix]:
+    """The distinct rows of ``L`` (with their counts) as sparse one-hot votes.
+
+    A large dense ``L`` (more rows than the rule looks at, few indicators) whose rule sample
+    shows few duplicate rows is kept as it is (:class:`DenseVoteData`): merging would save
+    little, and the final EM reads its rows directly.
+    """
     X = lm.data
+    if (lm.n_rows > RULE_MAX_ROWS and isinstance(X, np.ndarray)
+            and dense_applicable(X, lm.n_sources * k)):
+        dense = DenseVoteData(X, k)
+        _, keep = thin_rows(dense, seed)  # the rows the rule will look at (memoised)
+        if keep is not None and few_duplicates(X[keep], lm.n_rows):
+            return dense, X
     if isinstance(X, sp.csr_matrix):
         C = X.tocoo()
         keep = C.data >= 0  # a stored -1 is an abstention
