@@ -343,7 +343,9 @@ class LabelModel(BaseLabelModel):
         data = None
         if candidates:
             data = _vote_data(lm, k, int(self.seed))
-            if int((data[0].vote_counts() > 0).sum()) > MAX_MOMENT_INDICATORS:
+            # (with fewer indicators than the limit, no count is needed)
+            if (lm.n_sources * k > MAX_MOMENT_INDICATORS
+                    and int((data[0].vote_counts() > 0).sum()) > MAX_MOMENT_INDICATORS):
                 # too many source values for the dense moment stage: EM from the majority vote
                 return self._refine(lm, k, data, p, p_source, fixed_balance, candidates,
                                     moments=False)
@@ -351,6 +353,8 @@ class LabelModel(BaseLabelModel):
                                                 self.source_names)
         check_cooccurrence_size(lm, coding.n_indicators)
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
+        if data is not None and isinstance(data[0], DenseVoteData):
+            data[0].set_vote_counts(stats.counts)  # counted by this pass: no pass of its own
         check_moment_size(int(stats.emitted().size))
         _, _, voted = coding.member_values(coding.singleton_indicators[stats.counts[
             coding.singleton_indicators] > 0])

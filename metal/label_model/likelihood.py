@@ -161,6 +161,15 @@ class DenseVoteData(VoteData):
             self._counts_cache = _dense_vote_counts(self.rows, self.cardinality)
         return super().vote_counts(weights)
 
+    def set_vote_counts(self, counts: np.ndarray) -> None:
+        """``(m * k,)`` votes per (source, value) of these rows, counted elsewhere (the
+        statistics pass), so that :meth:`vote_counts` needs no pass of its own."""
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != (self.n_sources * self.cardinality,):
+            raise ValueError(f"counts have shape {counts.shape}; expected "
+                             f"{(self.n_sources * self.cardinality,)}")
+        self._counts_cache = counts
+
     def take(self, rows: np.ndarray, counts: np.ndarray) -> VoteData:
         return VoteData(A=one_hot_votes(self.rows[rows], self.cardinality)[0], counts=counts,
                         n_sources=self.n_sources, cardinality=self.cardinality)
