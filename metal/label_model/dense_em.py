@@ -50,7 +50,7 @@ class _CountPass:
         # digit rows: (class y >= 1, digit d) at (y - 1) * N_DIGITS + d, then one row of ones
         self.n_cols = (k - 1) * N_DIGITS + 1
         self.digits = np.empty((self.n_cols, rows), dtype=np.int8)
-        self.q = np.empty((k - 1, rows), dtype=np.int64)
+        self.q = np.empty((k - 1, rows), dtype=np.int32)
         self.post = np.empty((k, rows))
         self.prod = np.empty((self.n_cols, n_sources), dtype=np.int32)
         self.sums = np.zeros((k, self.n_cols, n_sources), dtype=np.int64)  # [v, col, i]

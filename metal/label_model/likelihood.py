@@ -224,7 +224,10 @@ def thin_rows(data: VoteData, seed: int) -> tuple[VoteData, np.ndarray | None]:
     memo = data.thinnings if isinstance(data, DenseVoteData) else {}
     if seed not in memo:
         rng = np.random.default_rng(seed)
-        thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
+        if n_rows == data.counts.shape[0]:  # every count is 1: a Bernoulli draw is quicker
+            thinned = (rng.random(n_rows) < RULE_MAX_ROWS / n_rows).astype(np.int64)
+        else:
+            thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
         keep = np.flatnonzero(thinned > 0)
         memo[seed] = (data.take(keep, thinned[keep]), keep)
     return memo[seed]
