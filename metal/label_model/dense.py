@@ -238,19 +238,28 @@ class DenseScorer:
         receives the result; by default a new ``float64`` array. Work buffers are sized to a
         block, not to ``n``, and reused across calls.
         """
+        return self._posterior(L, out, log=True)
+
+    def proba(self, L: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """:meth:`log_proba` without the logarithm: ``(n, k)`` posterior, unseen votes."""
+        return self._posterior(L, out, log=False)
+
+    def _posterior(self, L: np.ndarray, out: np.ndarray | None, log: bool
+                   ) -> tuple[np.ndarray, int]:
         n = L.shape[0]
         if out is None:
             out = np.empty((n, self.k))
         elif out.shape != (n, self.k):
             raise ValueError(f"out has shape {out.shape}; expected {(n, self.k)}")
         n_unseen = 0
-        for start, block in self.blocks(L):
+        for start, block in self.blocks(L, log=log):
             n_unseen += block.n_unseen
-            out[start:start + block.log_post.shape[1]] = block.log_post.T
+            out[start:start + block.post.shape[1]] = block.post.T
         return out, n_unseen
 
-    def blocks(self, L: np.ndarray) -> Iterator[tuple[int, ScoredBlock]]:
-        """Score ``L`` block by block: ``(first row, ScoredBlock)`` for each block.
+    def blocks(self, L: np.ndarray, log: bool = True) -> Iterator[tuple[int, ScoredBlock]]:
+        """Score ``L`` block by block: ``(first row, ScoredBlock)`` for each block, with the
+        log posterior (``log=True``) or the posterior.
 
         The block's arrays are work buffers, overwritten by the next block.
         """
@@ -283,10 +292,12 @@ class DenseScorer:
             B -= top
             np.exp(B, out=E)
             np.sum(E, axis=0, out=tot)
-            np.log(tot, out=tot)
-            B -= tot
-            tot += top  # log of the row's normaliser, relative to class 0's score
-            yield start, ScoredBlock(X=X, log_post=B, log_norm=tot, n_unseen=n_unseen)
+            if log:
+                B -= np.log(tot, out=E[0])  # E is scratch from here on
+                post = B
+            else:
+                post = np.divide(E, tot, out=E)
+            yield start, ScoredBlock(X=X, post=post, top=top, total=tot, n_unseen=n_unseen)
 
 
 @dataclass
@@ -294,6 +305,8 @@ class ScoredBlock:
     """One block of :meth:`DenseScorer.blocks` (work buffers, valid until the next block)."""
 
     X: np.ndarray  # (k, r, m) int8 indicators, X[v] marks the votes v
-    log_post: np.ndarray  # (k, r) log posterior, class-major
-    log_norm: np.ndarray  # (r,) log sum_y exp(score_y - score_0): the row's log normaliser
+    post: np.ndarray  # (k, r) posterior or log posterior, class-major
+    # the row's log normaliser log sum_y exp(score_y - score_0) is top + log(total)
+    top: np.ndarray  # (r,) largest score
+    total: np.ndarray  # (r,) sum over classes of exp(score - top)
     n_unseen: int  # votes on values unseen in fit

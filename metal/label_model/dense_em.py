@@ -51,15 +51,13 @@ class _CountPass:
         self.n_cols = (k - 1) * N_DIGITS + 1
         self.digits = np.empty((self.n_cols, rows), dtype=np.int8)
         self.q = np.empty((k - 1, rows), dtype=np.int32)
-        self.post = np.empty((k, rows))
         self.prod = np.empty((self.n_cols, n_sources), dtype=np.int32)
         self.sums = np.zeros((k, self.n_cols, n_sources), dtype=np.int64)  # [v, col, i]
         self.mass = np.zeros(k)
 
-    def add(self, X: np.ndarray, log_post: np.ndarray) -> None:
-        """One block: ``X`` ``(k, r, m)`` indicators, ``log_post`` ``(k, r)`` class-major."""
-        k, r = self.k, log_post.shape[1]
-        P = np.exp(log_post, out=self.post[:, :r])
+    def add(self, X: np.ndarray, P: np.ndarray) -> None:
+        """One block: ``X`` ``(k, r, m)`` indicators, ``P`` ``(k, r)`` posterior, class-major."""
+        k, r = self.k, P.shape[1]
         self.mass += P.sum(axis=1)
         q = self.q[:, :r]
         np.rint(P[1:] * _SCALE, out=q, casting="unsafe")
@@ -171,9 +169,9 @@ abstain_pseudo_count
         scorer = DenseScorer(np.where(seen[:, None], table, 0.0), base, m, k)
         gather = _CountPass(m, k, rows)
         log_norm = 0.0
-        for _, block in scorer.blocks(L):
-            gather.add(block.X, block.log_post)
-            log_norm += float(block.log_norm.sum())
+        for _, block in scorer.blocks(L, log=False):
+            gather.add(block.X, block.post)
+            log_norm += float(block.top.sum() + np.log(block.total).sum())
         counts, mass = gather.counts()
         votes = counts.sum(axis=1)
         if (votes[~seen] > 0).any():

@@ -691,21 +691,28 @@ class LabelModel(BaseLabelModel):
 
     def predict_log_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` log posterior ``log P(Y = y | lambda)``."""
+        return self._posterior(L, log=True)
+
+    def _posterior(self, L: LabelInput, log: bool) -> np.ndarray:
+        """The (log) posterior; warnings point at the caller of the public method."""
         self._check_fitted()
         k = int(self.cardinality)
         lm = check_label_matrix(L, cardinality=k, n_sources=self.n_sources_)
         if not self.coding_.all_singletons:
-            return self._predict_log_proba_junction(lm)
+            out = self._predict_log_proba_junction(lm)
+            return out if log else np.exp(out, out=out)
         table, base, unseen = self._log_tables()
         if dense_applicable(lm.data, self.coding_.n_indicators):  # integer-product kernel
-            out, n_unseen = DenseScorer(table, base, lm.n_sources, k, unseen).log_proba(
+            scorer = DenseScorer(table, base, lm.n_sources, k, unseen)
+            # the posterior directly where it is asked for: no logarithm and exponential
+            out, n_unseen = (scorer.log_proba if log else scorer.proba)(
                 lm.data)  # type: ignore[arg-type]
-            _warn_unseen(n_unseen, stacklevel=2)
+            _warn_unseen(n_unseen, stacklevel=3)
             return out
         out, n_unseen = log_posterior(lm, self.coding_.encode, table, base, unseen,
                                       int(self.chunk_rows))
-        _warn_unseen(n_unseen, stacklevel=2)
-        return out
+        _warn_unseen(n_unseen, stacklevel=3)
+        return out if log else np.exp(out, out=out)
 
     def _predict_log_proba_junction(self, lm: LabelMatrix) -> np.ndarray:
         """Posterior with dependent sources: clique tables over the junction tree."""
@@ -722,13 +729,12 @@ class LabelModel(BaseLabelModel):
             n_unseen += int(unseen[chunk.cols * k + chunk.values].sum())
             scores = SourceCoding.factor_scores(chunk, tables)
             out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
-        _warn_unseen(n_unseen, stacklevel=3)
+        _warn_unseen(n_unseen, stacklevel=4)
         return out
 
     def predict_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` posterior ``P(Y = y | lambda)``; rows sum to 1."""
-        out = self.predict_log_proba(L)
-        return np.exp(out, out=out)
+        return self._posterior(L, log=False)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

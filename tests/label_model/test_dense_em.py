@@ -201,3 +201,21 @@ def test_large_fit_with_many_duplicates_merges_them(monkeypatch) -> None:
     assert seen  # asked, and the answer (16 patterns) was no
     assert not few_duplicates(L[rng.random(y.size) < 0.5], y.size)
     assert np.mean(model.predict(L) == y) > 0.85
+
+
+def test_posterior_without_the_logarithm_equals_exp_of_the_log_posterior() -> None:
+    from metal.label_model.dense import DenseScorer
+    from metal.matrix import to_sparse_labels
+
+    L = _votes(4_000, 9, 3, seed=13)
+    model = LabelModel(cardinality=3, seed=0).fit(L)
+    for X in (L, L.astype(np.int64), to_sparse_labels(L)):  # dense kernel, and sparse path
+        assert np.allclose(model.predict_proba(X), np.exp(model.predict_log_proba(X)),
+                           rtol=1e-12, atol=1e-15)
+    rng = np.random.default_rng(14)
+    scorer = DenseScorer(np.log(rng.dirichlet(np.ones(3), size=27)), np.log([0.2, 0.3, 0.5]),
+                         9, 3, unseen=rng.random(27) < 0.1)
+    (p, n_p), (lp, n_lp) = scorer.proba(L), scorer.log_proba(L)
+    assert n_p == n_lp > 0
+    assert np.allclose(p, np.exp(lp), rtol=1e-12, atol=1e-15)
+    assert np.allclose(p.sum(axis=1), 1.0)
