@@ -155,7 +155,9 @@ class LabelModel(BaseLabelModel):
         cannot veto a class outright.
     max_iter, tol
         Iteration budget and tolerance of the moment optimiser (EM uses its own: at most
-        ``max_iter`` iterations, relative tolerance 1e-7).
+        ``max_iter`` iterations, relative tolerance 1e-7 on the objective; the final EM on
+        more than 50,000 rows also stops once its estimated distance to the fixed point is
+        below ``0.05 / sqrt(n_rows)`` in every probability).
     l2
         Ridge of the moment fit towards its "better than random" starting point. ``None``
         (default): ``1000 / n_rows``, a prior worth 1000 rows (chosen on the WRENCH valid

@@ -40,7 +40,10 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
 5. The winner is refitted on all rows. (With more than ``RULE_MAX_ROWS`` (50,000) rows,
    steps 1-4 run on a seeded random thinning of the rows to about that many, and the final
    EM on all rows starts from the winner's tables fitted on the thinned rows, so it needs
-   only a few passes over all rows; it converges to the same tolerance.)
+   only a few passes over all rows. It stops once its estimated distance to the fixed point
+   is below a twentieth of ``1/sqrt(n)``, a tenth of the largest standard error of a
+   probability estimated from ``n`` rows, so the optimisation error shrinks with ``n`` as
+   the statistical error does; see ``FixedPointStop`` in :mod:`metal.label_model.em`.)
 6. When every source emits a single value (labeling functions, often), step 4 has nothing to
    compare: a unipolar source's value is certain once it votes, so every model scores 0, and
    only ``em_abstain`` can differ from the moment fit. Both model abstentions (the moment
