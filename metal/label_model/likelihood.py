@@ -282,7 +282,13 @@ def run_em(data: VoteData, start: np.ndarray | None, weights: np.ndarray, abstai
         assert init is not None
         warm = {"init_log_tables": init.log_tables, "init_log_abstain": init.log_abstain,
                 "init_log_prior": log_prior if fixed else init.log_prior}
-        if isinstance(data, DenseVoteData) and bool(np.all(weights == 1.0)):
+        # the dense kernels need finite log tables for every vote that occurs: at the start,
+        # and after every M-step (positive pseudo-counts on every emitted value)
+        emitted = data.emitted()
+        finite = (bool(np.isfinite(init.log_tables[emitted]).all())
+                  and bool((pseudo[emitted] > 0).all())
+                  and (init.log_abstain is None or bool(np.isfinite(init.log_abstain).all())))
+        if isinstance(data, DenseVoteData) and finite and bool(np.all(weights == 1.0)):
             return fit_em_dense(data.rows, data.cardinality, pseudo_count=pseudo,
                                 prior_pseudo_count=prior_pseudo, fit_prior=not fixed,
                                 max_iter=max_iter, tol=tol, param_tol=param_tol,
