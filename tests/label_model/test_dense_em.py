@@ -219,3 +219,23 @@ def test_posterior_without_the_logarithm_equals_exp_of_the_log_posterior() -> No
     assert n_p == n_lp > 0
     assert np.allclose(p, np.exp(lp), rtol=1e-12, atol=1e-15)
     assert np.allclose(p.sum(axis=1), 1.0)
+
+
+def test_run_em_reads_dense_rows_only_where_every_vote_keeps_a_finite_table() -> None:
+    from metal.label_model.likelihood import run_em
+
+    L = _votes(RULE_MAX_ROWS + 2_000, 6, 3, seed=15)
+    data = DenseVoteData(L, 3)
+    w = np.ones(L.shape[0])
+    _, _, start = _start(L, 3, False, seed=16)
+    dense = run_em(data, None, w, False, None, 50, 1e-9, init=start)
+    assert dense.posterior.shape == (0, 3)  # the dense kernel ran
+    assert data._A is None
+    # a zero in the prior's centre leaves an emitted value without pseudo-counts: the sparse
+    # engine (which allows log 0) takes over
+    center = np.full((18, 3), 1.0 / 3)
+    center[0, 1] = 0.0
+    center[1:3, 1] = 0.5
+    sparse = run_em(data, None, w, False, None, 50, 1e-9, init=start, center=center)
+    assert sparse.posterior.shape == (L.shape[0], 3)
+    assert np.isfinite(dense.log_tables[data.emitted()]).all()
