@@ -19,6 +19,8 @@ the sparse path (one stored entry per vote) is cheaper.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -236,15 +238,35 @@ class DenseScorer:
         receives the result; by default a new ``float64`` array. Work buffers are sized to a
         block, not to ``n``, and reused across calls.
         """
+        return self._posterior(L, out, log=True)
+
+    def proba(self, L: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """:meth:`log_proba` without the logarithm: ``(n, k)`` posterior, unseen votes."""
+        return self._posterior(L, out, log=False)
+
+    def _posterior(self, L: np.ndarray, out: np.ndarray | None, log: bool
+                   ) -> tuple[np.ndarray, int]:
+        n = L.shape[0]
+        if out is None:
+            out = np.empty((n, self.k))
+        elif out.shape != (n, self.k):
+            raise ValueError(f"out has shape {out.shape}; expected {(n, self.k)}")
+        n_unseen = 0
+        for start, block in self.blocks(L, log=log):
+            n_unseen += block.n_unseen
+            out[start:start + block.post.shape[1]] = block.post.T
+        return out, n_unseen
+
+    def blocks(self, L: np.ndarray, log: bool = True) -> Iterator[tuple[int, ScoredBlock]]:
+        """Score ``L`` block by block: ``(first row, ScoredBlock)`` for each block, with the
+        log posterior (``log=True``) or the posterior.
+
+        The block's arrays are work buffers, overwritten by the next block.
+        """
         n = L.shape[0]
         m, k = self.m, self.k
-        if out is None:
-            out = np.empty((n, k))
-        elif out.shape != (n, k):
-            raise ValueError(f"out has shape {out.shape}; expected {(n, k)}")
         rows = min(block_rows(m * k, n), max(n, 1))
         bufs = self._buffers(rows)
-        n_unseen = 0
         # the weights' rows are value-major (v * m + i): one slab of m rows per value
         if not hasattr(self, "_slabs"):
             self._slabs = [np.ascontiguousarray(self.weights[v * m:(v + 1) * m])
@@ -260,8 +282,7 @@ class DenseScorer:
             _matmul(X[0], slabs[0], out=S)
             for v in range(1, k):
                 S += _matmul(X[v], slabs[v], out=T)
-            if self.has_unseen:
-                n_unseen += int(S[:, -1].sum())
+            n_unseen = int(S[:, -1].sum()) if self.has_unseen else 0
             np.copyto(F, S)
             # class-major (k, r), so the normalisation runs on contiguous rows
             B, E, top, tot = bufs["B"][:, :r], bufs["E"][:, :r], bufs["top"][:r], bufs["tot"][:r]
@@ -271,7 +292,21 @@ class DenseScorer:
             B -= top
             np.exp(B, out=E)
             np.sum(E, axis=0, out=tot)
-            np.log(tot, out=tot)
-            B -= tot
-            out[start:start + r] = B.T
-        return out, n_unseen
+            if log:
+                B -= np.log(tot, out=E[0])  # E is scratch from here on
+                post = B
+            else:
+                post = np.divide(E, tot, out=E)
+            yield start, ScoredBlock(X=X, post=post, top=top, total=tot, n_unseen=n_unseen)
+
+
+@dataclass
+class ScoredBlock:
+    """One block of :meth:`DenseScorer.blocks` (work buffers, valid until the next block)."""
+
+    X: np.ndarray  # (k, r, m) int8 indicators, X[v] marks the votes v
+    post: np.ndarray  # (k, r) posterior or log posterior, class-major
+    # the row's log normaliser log sum_y exp(score_y - score_0) is top + log(total)
+    top: np.ndarray  # (r,) largest score
+    total: np.ndarray  # (r,) sum over classes of exp(score - top)
+    n_unseen: int  # votes on values unseen in fit

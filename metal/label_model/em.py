@@ -70,6 +70,10 @@ class EMResult:
         Whether the relative change of the objective fell below ``tol``.
     log_abstain
         ``(n_sources, Y)`` ``log P(abstain | state)`` with ``implicit_abstain=True``, else None.
+    expected_counts
+        Set where ``posterior`` is not kept (:func:`metal.label_model.dense_em.fit_em_dense`):
+        the expected ``(S, Y)`` symbol counts and ``(Y,)`` state counts of the last E-step,
+        i.e. ``A.T @ (weights * posterior)`` and ``(weights * posterior).sum(0)``.
     """
 
     log_tables: np.ndarray
@@ -79,6 +83,7 @@ class EMResult:
     n_iter: int = 0
     converged: bool = False
     log_abstain: np.ndarray | None = None
+    expected_counts: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def log_likelihood(self) -> list[float]:
@@ -191,6 +196,21 @@ def _m_step(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table)."""
     vote_counts = np.asarray(AT @ weighted_post)  # AT: the transpose of the symbol matrix
+    return m_step_from_counts(vote_counts, weighted_post.sum(axis=0), source_sum, symbol_source,
+                              pseudo_count, abstain_pseudo, tables_from_counts)
+
+
+def m_step_from_counts(
+    vote_counts: np.ndarray,
+    state_mass: np.ndarray,
+    source_sum: sp.csr_matrix,
+    symbol_source: np.ndarray,
+    pseudo_count: np.ndarray,
+    abstain_pseudo: np.ndarray | None = None,
+    tables_from_counts: TablesFromCounts | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The M-step from the expected counts: ``(S, Y)`` of every symbol and ``(Y,)`` of every
+    state (the weighted posterior's column sums), however they were gathered."""
     counts = vote_counts + pseudo_count
     log_abstain = None
     per_source = np.asarray(source_sum @ counts)
@@ -198,7 +218,7 @@ def _m_step(
     if abstain_pseudo is not None:
         # a source abstains on every unit of row mass it does not vote on
         voted = np.asarray(source_sum @ vote_counts)
-        abstained = np.maximum(weighted_post.sum(axis=0)[None, :] - voted, 0.0) + abstain_pseudo
+        abstained = np.maximum(state_mass[None, :] - voted, 0.0) + abstain_pseudo
     if tables_from_counts is not None:  # a constrained (e.g. tied) parameterisation
         return tables_from_counts(counts, abstained)
     if abstained is not None:
@@ -223,6 +243,42 @@ def _log_prior_term(pseudo: np.ndarray, log_values: np.ndarray) -> float:
     return float(np.sum(pseudo[mask] * log_values[mask])) if mask.any() else 0.0
 
 
+class FixedPointStop:
+    """Stop a linearly convergent iteration once it is within ``tol`` of its fixed point.
+
+    EM converges linearly near its fixed point ``theta*``: each step shrinks the distance by
+    about a rate ``r < 1``, so the last step ``d_t = |theta_t - theta_{t-1}|`` (largest
+    change of any probability) and the rate estimate ``r = d_t / d_{t-1}`` give the remaining
+    distance ``|theta_t - theta*| ~ d_t r / (1 - r)`` (Aitken). :meth:`converged` is called
+    with the parameters after every M-step (and first with the starting point, if any); it
+    says True once that estimate is at most ``tol``, which needs two steps.
+    """
+
+    def __init__(self, tol: float) -> None:
+        self.tol = float(tol)
+        self.stopped = False
+        self._last: np.ndarray | None = None
+        self._step: float | None = None
+
+    def converged(self, log_tables: np.ndarray, log_abstain: np.ndarray | None,
+                  log_prior: np.ndarray) -> bool:
+        parts = [log_tables.ravel(), log_prior.ravel()]
+        if log_abstain is not None:
+            parts.append(log_abstain.ravel())
+        point = np.exp(np.concatenate(parts))
+        last, self._last = self._last, point
+        if last is None:
+            return False
+        step = float(np.max(np.abs(point - last))) if point.size else 0.0
+        previous, self._step = self._step, step
+        if step == 0.0:
+            self.stopped = True
+        elif previous is not None and step < previous:
+            rate = step / previous
+            self.stopped = step * rate / (1.0 - rate) <= self.tol
+        return self.stopped
+
+
 def fit_em(
     A: sp.spmatrix,
     symbol_source: np.ndarray,
@@ -241,6 +297,7 @@ def fit_em(
     abstain_pseudo_count: float = 1.0,
     n_sources: int | None = None,
     tables_from_counts: TablesFromCounts | None = None,
+    param_tol: float | None = None,
 ) -> EMResult:
     """Refine a label model by EM (MAP under pseudo-count priors).
 
@@ -284,6 +341,11 @@ def fit_em(
         default is the free table of each source (counts normalised per source and state).
         With a constraint whose maximiser is only approximated, the objective is no longer
         guaranteed to increase.
+    param_tol
+        Also stop once the estimated distance of the probabilities (tables, abstain table,
+        prior) to EM's fixed point is at most ``param_tol`` (:class:`FixedPointStop`), e.g. a
+        small fraction of their standard error. The posterior is then that of the final
+        parameters, as always.
     """
     A, symbol_source, found_sources = _check_inputs(A, symbol_source)
     n_sources = found_sources if n_sources is None else int(n_sources)
@@ -357,6 +419,9 @@ def fit_em(
                       posterior=np.empty((0, Y)))  # set at the end
     previous = -np.inf
     wp_buf: np.ndarray | None = None
+    stop = None if param_tol is None else FixedPointStop(param_tol)
+    if stop is not None and post is None:  # a warm start: its parameters are the first point
+        stop.converged(log_tables, log_abstain, log_prior)
     for it in range(1, max_iter + 1):
         log_post, log_marginal = _log_posterior(A, symbol_source, log_tables, log_prior,
                                                 log_abstain)
@@ -377,10 +442,14 @@ def fit_em(
         log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts)
         log_prior = prior_step(wp)
-    else:
+        if stop is not None and stop.converged(log_tables, log_abstain, log_prior):
+            result.converged = True
+            break
+    if not result.converged or stop is not None and stop.stopped:
         # the loop ended on an M-step: report the posterior at the final parameters
         log_post, _ = _log_posterior(A, symbol_source, log_tables, log_prior, log_abstain)
         post = np.exp(log_post, out=log_post)
+    assert post is not None
     result.log_tables, result.log_prior, result.posterior = log_tables, log_prior, post
     result.log_abstain = log_abstain
     return result
@@ -505,6 +574,26 @@ def compress_rows(L: np.ndarray | sp.spmatrix) -> tuple[np.ndarray | sp.csr_matr
             return grouped[0], grouped[2]
     unique, _, counts = unique_rows(L)
     return unique, counts
+
+
+def few_duplicates(sample: np.ndarray, n_rows: int) -> bool:
+    """Whether merging the duplicate rows of a dense matrix of ``n_rows`` rows would save
+    less than ``1 - MOSTLY_DISTINCT`` of them, judged from ``sample``, a uniform random
+    sample of its rows (so that not every row needs hashing).
+
+    Merging saves ``n - n_distinct`` rows, at most the number of pairs of equal rows. The
+    pairs in a sample of ``s`` rows estimate that number without bias when scaled by
+    ``n (n - 1) / (s (s - 1))``; rows are compared by hash, and a collision only adds pairs.
+    """
+    s = sample.shape[0]
+    if s < 2:
+        return False
+    h = np.sort(_row_hashes(np.ascontiguousarray(sample)))
+    starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]]))
+    size = np.diff(np.append(starts, s)).astype(np.float64)
+    pairs = float((size * (size - 1.0)).sum() / 2.0)
+    estimate = pairs * n_rows * (n_rows - 1.0) / (s * (s - 1.0))
+    return estimate <= (1.0 - MOSTLY_DISTINCT) * n_rows
 
 
 def _row_hashes(L: np.ndarray) -> np.ndarray:

@@ -32,13 +32,15 @@ from metal.label_model.base import (
 from metal.label_model.coding import SourceCoding
 from metal.label_model.dense import DenseScorer, dense_applicable
 from metal.label_model.dependencies import refine_by_components
-from metal.label_model.em import compress_rows, one_hot_votes
+from metal.label_model.em import compress_rows, few_duplicates, one_hot_votes
 from metal.label_model.estimation import MomentProblem, fit_moments
 from metal.label_model.identifiability import check_coding
 from metal.label_model.likelihood import (
     CANDIDATES,
     MAX_DEGENERATE_VOTES,
     MODES,
+    RULE_MAX_ROWS,
+    DenseVoteData,
     ModeChoice,
     Tables,
     VoteData,
@@ -67,6 +69,11 @@ MAX_MOMENT_INDICATORS = 500
 L2_PRIOR_ROWS = 1000.0
 # L-BFGS iterations of the moment fit when it only starts EM (sources emit several values)
 START_MAX_ITER = 50
+# the final EM on all rows, warm-started from the rule's fit on a thinning of them, stops once
+# its estimated distance to the fixed point is at most WARM_PARAM_TOL / sqrt(n_rows) in every
+# probability: a tenth of the largest standard error of a proportion estimated from n rows
+# (0.5 / sqrt(n)), and each probability is estimated from at most n rows
+WARM_PARAM_TOL = 0.05
 
 
 @dataclass
@@ -149,7 +156,9 @@ class LabelModel(BaseLabelModel):
         cannot veto a class outright.
     max_iter, tol
         Iteration budget and tolerance of the moment optimiser (EM uses its own: at most
-        ``max_iter`` iterations, relative tolerance 1e-7).
+        ``max_iter`` iterations, relative tolerance 1e-7 on the objective; the final EM on
+        more than 50,000 rows also stops once its estimated distance to the fixed point is
+        below ``0.05 / sqrt(n_rows)`` in every probability).
     l2
         Ridge of the moment fit towards its "better than random" starting point. ``None``
         (default): ``1000 / n_rows``, a prior worth 1000 rows (chosen on the WRENCH valid
@@ -336,8 +345,10 @@ class LabelModel(BaseLabelModel):
         candidates = self._candidates()
         data = None
         if candidates:
-            data = _vote_data(lm, k)
-            if int((data[0].vote_counts() > 0).sum()) > MAX_MOMENT_INDICATORS:
+            data = _vote_data(lm, k, int(self.seed))
+            # (with fewer indicators than the limit, no count is needed)
+            if (lm.n_sources * k > MAX_MOMENT_INDICATORS
+                    and int((data[0].vote_counts() > 0).sum()) > MAX_MOMENT_INDICATORS):
                 # too many source values for the dense moment stage: EM from the majority vote
                 return self._refine(lm, k, data, p, p_source, fixed_balance, candidates,
                                     moments=False)
@@ -345,6 +356,8 @@ class LabelModel(BaseLabelModel):
                                                 self.source_names)
         check_cooccurrence_size(lm, coding.n_indicators)
         stats = coding.statistics(lm, int(self.chunk_rows), progress=self.progress)
+        if data is not None and isinstance(data[0], DenseVoteData):
+            data[0].set_vote_counts(stats.counts)  # counted by this pass: no pass of its own
         check_moment_size(int(stats.emitted().size))
         _, _, voted = coding.member_values(coding.singleton_indicators[stats.counts[
             coding.singleton_indicators] > 0])
@@ -513,7 +526,8 @@ class LabelModel(BaseLabelModel):
                   if moment_tables is not None and not abstain else None)
         res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
                      em_tol, self._prior_pseudo, init=None if warm is None else warm[0],
-                     center=center)
+                     center=center,
+                     param_tol=None if warm is None else WARM_PARAM_TOL / np.sqrt(n_rows))
         if warm is None:
             assert start is not None
             perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
@@ -680,21 +694,28 @@ class LabelModel(BaseLabelModel):
 
     def predict_log_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` log posterior ``log P(Y = y | lambda)``."""
+        return self._posterior(L, log=True)
+
+    def _posterior(self, L: LabelInput, log: bool) -> np.ndarray:
+        """The (log) posterior; warnings point at the caller of the public method."""
         self._check_fitted()
         k = int(self.cardinality)
         lm = check_label_matrix(L, cardinality=k, n_sources=self.n_sources_)
         if not self.coding_.all_singletons:
-            return self._predict_log_proba_junction(lm)
+            out = self._predict_log_proba_junction(lm)
+            return out if log else np.exp(out, out=out)
         table, base, unseen = self._log_tables()
         if dense_applicable(lm.data, self.coding_.n_indicators):  # integer-product kernel
-            out, n_unseen = DenseScorer(table, base, lm.n_sources, k, unseen).log_proba(
+            scorer = DenseScorer(table, base, lm.n_sources, k, unseen)
+            # the posterior directly where it is asked for: no logarithm and exponential
+            out, n_unseen = (scorer.log_proba if log else scorer.proba)(
                 lm.data)  # type: ignore[arg-type]
-            _warn_unseen(n_unseen, stacklevel=2)
+            _warn_unseen(n_unseen, stacklevel=3)
             return out
         out, n_unseen = log_posterior(lm, self.coding_.encode, table, base, unseen,
                                       int(self.chunk_rows))
-        _warn_unseen(n_unseen, stacklevel=2)
-        return out
+        _warn_unseen(n_unseen, stacklevel=3)
+        return out if log else np.exp(out, out=out)
 
     def _predict_log_proba_junction(self, lm: LabelMatrix) -> np.ndarray:
         """Posterior with dependent sources: clique tables over the junction tree."""
@@ -711,13 +732,12 @@ class LabelModel(BaseLabelModel):
             n_unseen += int(unseen[chunk.cols * k + chunk.values].sum())
             scores = SourceCoding.factor_scores(chunk, tables)
             out[chunk.start:chunk.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
-        _warn_unseen(n_unseen, stacklevel=3)
+        _warn_unseen(n_unseen, stacklevel=4)
         return out
 
     def predict_proba(self, L: LabelInput) -> np.ndarray:
         """``(n, k)`` posterior ``P(Y = y | lambda)``; rows sum to 1."""
-        out = self.predict_log_proba(L)
-        return np.exp(out, out=out)
+        return self._posterior(L, log=False)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -768,9 +788,21 @@ class LabelModel(BaseLabelModel):
         return model
 
 
-def _vote_data(lm: LabelMatrix, k: int) -> tuple[VoteData, np.ndarray | sp.csr_matrix]:
-    """The distinct rows of ``L`` (with their counts) as sparse one-hot votes."""
+def _vote_data(lm: LabelMatrix, k: int, seed: int
+               ) -> tuple[VoteData, np.ndarray | sp.csr_matrix]:
+    """The distinct rows of ``L`` (with their counts) as sparse one-hot votes.
+
+    A large dense ``L`` (more rows than the rule looks at, few indicators) whose rule sample
+    shows few duplicate rows is kept as it is (:class:`DenseVoteData`): merging would save
+    little, and the final EM reads its rows directly.
+    """
     X = lm.data
+    if (lm.n_rows > RULE_MAX_ROWS and isinstance(X, np.ndarray)
+            and dense_applicable(X, lm.n_sources * k)):
+        dense = DenseVoteData(X, k)
+        _, keep = thin_rows(dense, seed)  # the rows the rule will look at (memoised)
+        if keep is not None and few_duplicates(X[keep], lm.n_rows):
+            return dense, X
     if isinstance(X, sp.csr_matrix):
         C = X.tocoo()
         keep = C.data >= 0  # a stored -1 is an abstention

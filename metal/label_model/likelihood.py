@@ -57,7 +57,10 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
 5. The winner is refitted on all rows. (With more than ``RULE_MAX_ROWS`` (50,000) rows,
    steps 1-4 run on a seeded random thinning of the rows to about that many, and the final
    EM on all rows starts from the winner's tables fitted on the thinned rows, so it needs
-   only a few passes over all rows; it converges to the same tolerance.)
+   only a few passes over all rows. It stops once its estimated distance to the fixed point
+   is below a twentieth of ``1/sqrt(n)``, a tenth of the largest standard error of a
+   probability estimated from ``n`` rows, so the optimisation error shrinks with ``n`` as
+   the statistical error does; see ``FixedPointStop`` in :mod:`metal.label_model.em`.)
 6. When every source emits a single value (labeling functions, often), step 4 has nothing to
    compare: a unipolar source's value is certain once it votes, so every model scores 0, and
    only ``em_abstain`` can differ from the moment fit. Both model abstentions (the moment
@@ -98,7 +101,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from metal.label_model.em import EMResult, em_log_posterior, fit_em
+from metal.label_model.dense import _indicators, _matmul, block_rows
+from metal.label_model.dense_em import fit_em_dense
+from metal.label_model.em import EMResult, em_log_posterior, fit_em, one_hot_votes
 
 MODES = ("auto", "moments", "em")
 CANDIDATES = ("em_votes", "em_abstain")  # plus "em_one_coin", the fallback without moments
@@ -145,6 +150,70 @@ class VoteData:
         voted = self.vote_counts(weights).reshape(self.n_sources, self.cardinality).sum(axis=1)
         return voted / max(float(weights.sum()), 1e-300)
 
+    def take(self, rows: np.ndarray, counts: np.ndarray) -> VoteData:
+        """The distinct rows ``rows`` with new ``counts`` (e.g. a thinning)."""
+        return VoteData(A=self.A[rows], counts=counts, n_sources=self.n_sources,
+                        cardinality=self.cardinality)
+
+
+class DenseVoteData(VoteData):
+    """Every row of a dense integer label matrix (weight 1 each), standing in for its one-hot
+    votes: ``A`` is built only if asked for. Where duplicate rows are rare, merging them and
+    building ``A`` for all rows costs more than the final EM on all rows, which reads the
+    ``int8`` rows directly (:func:`~metal.label_model.dense_em.fit_em_dense`)."""
+
+    def __init__(self, rows: np.ndarray, cardinality: int) -> None:
+        self.rows = rows
+        self._A: sp.csr_matrix | None = None
+        # thin_rows(self, seed) by seed: the sample is drawn once per fit
+        self.thinnings: dict[int, tuple[VoteData, np.ndarray]] = {}
+        super().__init__(A=None, counts=np.ones(rows.shape[0], dtype=np.int64),  # type: ignore[arg-type]
+                         n_sources=rows.shape[1], cardinality=cardinality)
+
+    @property  # type: ignore[override]
+    def A(self) -> sp.csr_matrix:
+        if self._A is None:
+            self._A = one_hot_votes(self.rows, self.cardinality)[0]
+        return self._A
+
+    @A.setter
+    def A(self, value: sp.csr_matrix | None) -> None:
+        self._A = value
+
+    def vote_counts(self, weights: np.ndarray | None = None) -> np.ndarray:
+        if weights is None and self._counts_cache is None and self._A is None:
+            self._counts_cache = _dense_vote_counts(self.rows, self.cardinality)
+        return super().vote_counts(weights)
+
+    def set_vote_counts(self, counts: np.ndarray) -> None:
+        """``(m * k,)`` votes per (source, value) of these rows, counted elsewhere (the
+        statistics pass), so that :meth:`vote_counts` needs no pass of its own."""
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != (self.n_sources * self.cardinality,):
+            raise ValueError(f"counts have shape {counts.shape}; expected "
+                             f"{(self.n_sources * self.cardinality,)}")
+        self._counts_cache = counts
+
+    def take(self, rows: np.ndarray, counts: np.ndarray) -> VoteData:
+        return VoteData(A=one_hot_votes(self.rows[rows], self.cardinality)[0], counts=counts,
+                        n_sources=self.n_sources, cardinality=self.cardinality)
+
+
+def _dense_vote_counts(L: np.ndarray, k: int) -> np.ndarray:
+    """``(m * k,)`` votes per (source, value) of a dense matrix (block-wise integer products)."""
+    n, m = L.shape
+    rows = min(block_rows(m * k, n), max(n, 1))
+    X = np.empty((k, rows, m), dtype=np.int8)
+    ones = np.ones((1, rows), dtype=np.int8)
+    out = np.empty((1, m), dtype=np.int32)
+    total = np.zeros((m, k), dtype=np.int64)
+    for start in range(0, n, rows):
+        block = _indicators(L[start:start + rows], k, X)
+        r = block.shape[1]
+        for v in range(k):
+            total[:, v] += _matmul(ones[:, :r], block[v], out=out)[0]
+    return total.ravel()
+
 
 @dataclass
 class Tables:
@@ -178,11 +247,16 @@ def thin_rows(data: VoteData, seed: int) -> tuple[VoteData, np.ndarray | None]:
     n_rows = int(data.counts.sum())
     if n_rows <= RULE_MAX_ROWS:
         return data, None
-    rng = np.random.default_rng(seed)
-    thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
-    keep = np.flatnonzero(thinned > 0)
-    return VoteData(A=data.A[keep], counts=thinned[keep], n_sources=data.n_sources,
-                    cardinality=data.cardinality), keep
+    memo = data.thinnings if isinstance(data, DenseVoteData) else {}
+    if seed not in memo:
+        rng = np.random.default_rng(seed)
+        if n_rows == data.counts.shape[0]:  # every count is 1: a Bernoulli draw is quicker
+            thinned = (rng.random(n_rows) < RULE_MAX_ROWS / n_rows).astype(np.int64)
+        else:
+            thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
+        keep = np.flatnonzero(thinned > 0)
+        memo[seed] = (data.take(keep, thinned[keep]), keep)
+    return memo[seed]
 
 
 def canonical_order(data: VoteData, seed: int) -> np.ndarray:
@@ -217,7 +291,7 @@ def prior_center(data: VoteData, tables: Tables, floor: float) -> np.ndarray:
 def run_em(data: VoteData, start: np.ndarray | None, weights: np.ndarray, abstain: bool,
            log_prior: np.ndarray | None, max_iter: int, tol: float,
            prior_pseudo: float | np.ndarray = 1.0, init: EMResult | None = None,
-           center: np.ndarray | None = None) -> EMResult:
+           center: np.ndarray | None = None, param_tol: float | None = None) -> EMResult:
     """One EM refinement from the posterior ``start`` of the distinct rows (or, with ``start``
     None, from the tables of ``init``, an EM fit of the same kind on other rows).
 
@@ -227,7 +301,11 @@ def run_em(data: VoteData, start: np.ndarray | None, weights: np.ndarray, abstai
     prior), or, with ``center`` (``P(v | y, voted)`` of the moment fit, votes-only EM), the
     same mass spread in proportion to ``center``: the moment fit is the prior's centre, and
     the data outweigh it as the counts grow. ``prior_pseudo`` are the class pseudo-counts (1
-    each, plus the counts of ``Y_dev``).
+    each, plus the counts of ``Y_dev``). ``param_tol``: see :func:`fit_em`.
+
+    Warm-started on all rows of a :class:`DenseVoteData` (unit weights), EM reads the dense
+    rows (:func:`~metal.label_model.dense_em.fit_em_dense`, the same fit without the one-hot
+    matrix); the result then keeps no posterior, only its expected counts.
     """
     fixed = log_prior is not None
     pseudo = np.repeat(data.emitted()[:, None].astype(np.float64), data.cardinality, axis=1)
@@ -240,12 +318,24 @@ def run_em(data: VoteData, start: np.ndarray | None, weights: np.ndarray, abstai
         assert init is not None
         warm = {"init_log_tables": init.log_tables, "init_log_abstain": init.log_abstain,
                 "init_log_prior": log_prior if fixed else init.log_prior}
+        # the dense kernels need finite log tables for every vote that occurs: at the start,
+        # and after every M-step (positive pseudo-counts on every emitted value)
+        emitted = data.emitted()
+        finite = (bool(np.isfinite(init.log_tables[emitted]).all())
+                  and bool((pseudo[emitted] > 0).all())
+                  and (init.log_abstain is None or bool(np.isfinite(init.log_abstain).all())))
+        if isinstance(data, DenseVoteData) and finite and bool(np.all(weights == 1.0)):
+            return fit_em_dense(data.rows, data.cardinality, pseudo_count=pseudo,
+                                prior_pseudo_count=prior_pseudo, fit_prior=not fixed,
+                                max_iter=max_iter, tol=tol, param_tol=param_tol,
+                                implicit_abstain=abstain, abstain_pseudo_count=1.0,
+                                **warm)  # type: ignore[arg-type]
     else:
         warm = {"init_log_prior": log_prior}
     return fit_em(data.A, data.symbol_source, start, row_weights=weights, pseudo_count=pseudo,
                   prior_pseudo_count=prior_pseudo, fit_prior=not fixed,
                   max_iter=max_iter, tol=tol, implicit_abstain=abstain,
-                  abstain_pseudo_count=1.0, n_sources=data.n_sources,
+                  abstain_pseudo_count=1.0, n_sources=data.n_sources, param_tol=param_tol,
                   **warm)  # type: ignore[arg-type]
 
 
@@ -273,9 +363,14 @@ def em_tables(data: VoteData, result: EMResult, abstain: bool, weights: np.ndarr
         p_abstain = np.exp(result.log_abstain)[:, perm]
     else:
         # P(voted | y) from the posterior's soft counts: the model leaves coverage free
-        post = result.posterior[:, perm] * weights[:, None]
-        voted = np.asarray(data.A.T @ post).reshape(m, k, k).sum(axis=1)
-        mass = np.maximum(post.sum(axis=0), 1e-300)
+        if result.expected_counts is not None and result.posterior.shape[0] == 0:
+            expected, state_mass = result.expected_counts  # the posterior was not kept
+            voted = expected[:, perm].reshape(m, k, k).sum(axis=1)
+            mass = np.maximum(state_mass[perm], 1e-300)
+        else:
+            post = result.posterior[:, perm] * weights[:, None]
+            voted = np.asarray(data.A.T @ post).reshape(m, k, k).sum(axis=1)
+            mass = np.maximum(post.sum(axis=0), 1e-300)
         p_voted = np.clip(voted / mass[None, :], 0.0, 1.0)
         tables = tables * np.repeat(p_voted, k, axis=0)
         p_abstain = 1.0 - p_voted

@@ -620,6 +620,8 @@ class MultiTaskLabelModel(BaseLabelModel):
 
     def predict_proba_joint(self, L: Any) -> np.ndarray:
         """``(n, K)`` posterior ``P(Y = y_j | lambda)`` over ``task_graph.feasible``."""
+        if hasattr(self, "label_model_"):  # one task: exactly the single-task posterior
+            return self.label_model_.predict_proba(self._single_task_matrix(L))
         out = self.predict_log_proba_joint(L)
         return np.exp(out, out=out)
 
