@@ -205,6 +205,46 @@ def test_joint_decoding_over_feasible_set() -> None:
     assert model.score(X, np.stack([ytype, yperson], 1))["type"]["accuracy"] > 0.85
 
 
+def _hierarchy_data(n: int) -> tuple[TaskHierarchy, np.ndarray, np.ndarray, np.ndarray]:
+    h = TaskHierarchy({"type": 2, "person": 3}, parents={"person": ("type", 0)})
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    ytype = (X[:, 0] > 0).astype(np.int64)
+    yperson = np.where(ytype == 0, (X[:, 1] > 0).astype(np.int64), 2)
+    return h, X, ytype, yperson
+
+
+def test_joint_training_predicts_the_marginals_of_the_decoded_distribution() -> None:
+    h, X, ytype, yperson = _hierarchy_data(300)
+    joint_model = MultiTaskEndModel(h, hidden=(16,), **FAST).fit(X, [ytype, yperson])
+    joint = joint_model.predict_proba_joint(X)
+    F = h.feasible
+    for s, p in enumerate(joint_model.predict_proba(X)):
+        marginal = np.stack([joint[:, F[:, s] == c].sum(1) for c in range(p.shape[1])], 1)
+        assert np.allclose(p, marginal, atol=1e-5)
+    # apart, each head's softmax is its own: not the marginals of the product
+    apart = MultiTaskEndModel(h, hidden=(16,), joint_training=False, **FAST).fit(
+        X, [ytype, yperson])
+    joint = apart.predict_proba_joint(X)
+    p_type = apart.predict_proba(X)[0]
+    assert not np.allclose(p_type, np.stack([joint[:, F[:, 0] == c].sum(1) for c in (0, 1)], 1),
+                           atol=1e-3)
+
+
+def test_joint_training_carries_a_fine_label_to_its_coarse_class() -> None:
+    # only the fine task is labelled: through the joint, its loss also trains the coarse
+    # marginal; heads trained apart leave the coarse head untrained (its accuracy is chance,
+    # whatever the shared trunk happens to line up with)
+    h, X, ytype, yperson = _hierarchy_data(400)
+    no_type = np.full_like(ytype, -1)
+    joint = MultiTaskEndModel(h, hidden=(16,), **FAST).fit(X, [no_type, yperson])
+    apart = MultiTaskEndModel(h, hidden=(16,), joint_training=False, **FAST).fit(
+        X, [no_type, yperson])
+    acc_joint = np.mean(joint.predict_proba(X)[0].argmax(1) == ytype)
+    acc_apart = np.mean(apart.predict_proba(X)[0].argmax(1) == ytype)
+    assert acc_joint > 0.9 and acc_joint > acc_apart
+
+
 # ---------------------------------------------------------------------------- trainer
 def _snapshots() -> tuple[list[dict[str, torch.Tensor]], object]:
     states: list[dict[str, torch.Tensor]] = []
