@@ -131,8 +131,8 @@ def test_zero_encoder_output_gives_exactly_the_scaled_majority_vote(softmax_over
     counts = np.stack([(L == c).sum(1) for c in range(2)], 1).astype(float)
     if softmax_over == "all":
         scale = np.full((len(L), 1), np.sqrt(4) / 4)  # theta_j = tau2 / m, tau2 = sqrt(m)
-    else:  # theta_j = tau2 / (number of voters on the row)
-        scale = np.sqrt(4) / np.maximum((L >= 0).sum(1, keepdims=True), 1)
+    else:  # theta_j = tau2 / v with tau2 = sqrt(v), v the number of voters on the row
+        scale = 1 / np.sqrt(np.maximum((L >= 0).sum(1, keepdims=True), 1))
     logits = counts * scale
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
@@ -245,9 +245,10 @@ def test_every_loss_trains(loss: str) -> None:
 
 def test_tau_defaults_follow_the_paper() -> None:
     L, X, Y = make_data(200, m=9)
-    with_valid = WeaSEL(**FAST).fit(L, X, X[:50], Y[:50])
+    with_valid = WeaSEL(softmax_over="all", **FAST).fit(L, X, X[:50], Y[:50])
     without = WeaSEL(**FAST).fit(L, X)
-    assert with_valid.tau2_ == [3.0] and with_valid.tau1_ == 1.0
+    assert with_valid.tau2_ == [3.0] and with_valid.tau1_ == 1.0  # sqrt(m), softmax over all
+    assert without.tau2_ == [None]  # over the voters: sqrt(voters) per row, tested above
     assert without.tau1_ == pytest.approx(1 / 3)
     assert with_valid.columns_ == [1]
     assert WeaSEL(cardinality=3, **FAST).fit(L, X).columns_ == [3]  # class-conditional
