@@ -29,7 +29,8 @@ def one_hot_votes(L: torch.Tensor, cardinality: int) -> torch.Tensor:
 
 
 def accuracies(scores: torch.Tensor, kind: str = "softmax", tau1: float = 1.0,
-               tau2: float = 1.0, voting: torch.Tensor | None = None) -> torch.Tensor:
+               tau2: float | torch.Tensor = 1.0, voting: torch.Tensor | None = None
+               ) -> torch.Tensor:
     """Per-example source accuracies ``theta`` from the encoder's scores ``(b, m, c)``.
 
     ``softmax`` (the paper's choice): ``tau2 * softmax(tau1 * e)`` over the *sources* axis,
@@ -37,6 +38,7 @@ def accuracies(scores: torch.Tensor, kind: str = "softmax", tau1: float = 1.0,
     ``relu``: ``relu(e) + 1e-5``; ``tanh``: ``tanh(e)`` (may go negative: the paper's
     ablation that lets sources be adversarial).
 
+    ``tau2`` is a number or a tensor broadcasting against ``(b, m, c)`` (one value per row).
     ``voting`` (``(b, m)`` bool), when given, restricts the softmax to the sources that vote
     on each row: the encoder then distributes a fixed budget ``tau2`` among the voters and
     cannot flatten its label by moving weight onto sources that abstain.

@@ -38,8 +38,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cardinality", "-k", type=int, default=None,
                    help="number of classes (default: from label.json / the data)")
     p.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
-    p.add_argument("--patience", type=int, default=10,
-                   help="early-stopping patience in epochs (default 10)")
+    p.add_argument("--patience", type=int, default=15,
+                   help="early-stopping patience in epochs (default 15)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--tau1", type=float, default=None,

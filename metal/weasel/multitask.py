@@ -49,8 +49,8 @@ class MultiTaskWeaSEL(WeaSELBase):
         Prior over the feasible label vectors, ``(K,)`` (default uniform).
     **kwargs
         Every other hyperparameter of :class:`~metal.weasel.WeaSEL`; accuracies are per task
-        (``tau2 = sqrt(m)`` for each task), class-conditional for tasks with more than two
-        values by default. ``valid_metric="auto"`` is the mean per-task accuracy.
+        (``tau2`` = sqrt of the row's voters on each task), class-conditional for tasks with
+        more than two values by default. ``valid_metric="auto"`` is the mean per-task accuracy.
         ``softmax_over`` defaults to ``"voters"``: with the paper's softmax over all sources
         the joint labels collapsed to uniform on generated hierarchies (the agreement loss
         sat at ``2 log K``), because the encoder can park its weight on abstaining sources.

@@ -119,16 +119,21 @@ def test_random_encoder_labels_are_close_to_majority_vote() -> None:
     assert np.mean(probs[unique].argmax(1) == counts[unique].argmax(1)) > 0.85
 
 
-def test_zero_encoder_output_gives_exactly_the_scaled_majority_vote() -> None:
+@pytest.mark.parametrize("softmax_over", ["voters", "all"])
+def test_zero_encoder_output_gives_exactly_the_scaled_majority_vote(softmax_over: str) -> None:
     L, X, _ = make_data(300, k=2, m=4)
-    model = WeaSEL(lr=1e-12, n_epochs=1).fit(L, X)
+    model = WeaSEL(lr=1e-12, n_epochs=1, softmax_over=softmax_over).fit(L, X)
     last = model.encoder_.net[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.zero_()
     probs = model.predict_proba_encoder(L, X)
     counts = np.stack([(L == c).sum(1) for c in range(2)], 1).astype(float)
-    logits = counts * (np.sqrt(4) / 4)  # theta_j = tau2 / m, tau2 = sqrt(m)
+    if softmax_over == "all":
+        scale = np.full((len(L), 1), np.sqrt(4) / 4)  # theta_j = tau2 / m, tau2 = sqrt(m)
+    else:  # theta_j = tau2 / v with tau2 = sqrt(v), v the number of voters on the row
+        scale = 1 / np.sqrt(np.maximum((L >= 0).sum(1, keepdims=True), 1))
+    logits = counts * scale
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
     assert np.allclose(probs, expected, atol=1e-5)
@@ -240,9 +245,10 @@ def test_every_loss_trains(loss: str) -> None:
 
 def test_tau_defaults_follow_the_paper() -> None:
     L, X, Y = make_data(200, m=9)
-    with_valid = WeaSEL(**FAST).fit(L, X, X[:50], Y[:50])
+    with_valid = WeaSEL(softmax_over="all", **FAST).fit(L, X, X[:50], Y[:50])
     without = WeaSEL(**FAST).fit(L, X)
-    assert with_valid.tau2_ == [3.0] and with_valid.tau1_ == 1.0
+    assert with_valid.tau2_ == [3.0] and with_valid.tau1_ == 1.0  # sqrt(m), softmax over all
+    assert without.tau2_ == [None]  # over the voters: sqrt(voters) per row, tested above
     assert without.tau1_ == pytest.approx(1 / 3)
     assert with_valid.columns_ == [1]
     assert WeaSEL(cardinality=3, **FAST).fit(L, X).columns_ == [3]  # class-conditional
