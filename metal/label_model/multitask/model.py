@@ -41,6 +41,7 @@ from metal.label_model.multitask.votes import (
     joint_balance_from_gold,
     score_label_vectors,
 )
+from metal.label_model.redundancy import redundancy_weights
 from metal.matrix import DEFAULT_CHUNK_ROWS
 from metal.metrics import probs_to_preds
 from metal.tasks.graph import TaskGraph
@@ -57,6 +58,8 @@ AUTO_TABLES = ("free", "tied", "projected")
 #: EM fits from the majority-vote and the moment starts must give the same label vector on
 #: at least this share of the rows; else the votes do not identify the model (label-free)
 MIN_START_AGREEMENT = 0.95
+#: passes of "posterior, then redundancy weights" after a moment fit
+MAX_WEIGHT_PASSES = 5
 
 
 class MultiTaskLabelModel(BaseLabelModel):
@@ -349,7 +352,8 @@ class MultiTaskLabelModel(BaseLabelModel):
             warnings.warn(f"sources {silent.tolist()} never vote in L; they carry no information "
                           "and are ignored (remove them, or check that they were applied)",
                           MetalWarning, stacklevel=2)
-        for stale in ("joint_fit_", "emitted_", "label_model_", "em_choice_"):
+        for stale in ("joint_fit_", "emitted_", "label_model_", "em_choice_",
+                      "source_weights_"):
             if hasattr(self, stale):
                 delattr(self, stale)
         self.coding_ = coding
@@ -403,11 +407,50 @@ class MultiTaskLabelModel(BaseLabelModel):
         self.abstain_probs_ = res.abstain
         self.class_balance_ = res.class_balance
         self.statistics_ = stats
+        self.source_weights_ = self._redundancy_weights(votes)
         self.fit_info_ = FitInfo(loss=res.loss, n_iter=res.n_iter, n_rows=stats.n_rows,
                                  n_indicators=int(res.emitted.size),
                                  permutation=res.permutation.tolist(),
                                  class_balance_source=p_source)
         return self
+
+    def _redundancy_weights(self, votes: MultiTaskVotes) -> np.ndarray:
+        """``(m,)`` weights of the sources' evidence in the moment posterior
+        (:mod:`metal.label_model.redundancy`): the posterior and the weights are updated in
+        turn (at most ``MAX_WEIGHT_PASSES`` passes, or until no weight moves by 1e-3)."""
+        m = self.coding_.n_sources
+        weights = np.ones(m)
+        A, _ = self._moment_one_hot(votes)
+        src = np.searchsorted(self.coding_.offsets, self.emitted_, side="right") - 1
+        fires = (A @ sp.csr_matrix((np.ones(src.size), (np.arange(src.size), src)),
+                                   shape=(src.size, m))).sign()
+        fire_probs = 1.0 - self.abstain_probs_
+        for _ in range(MAX_WEIGHT_PASSES):
+            self.source_weights_ = weights
+            table, base = self._moment_log_tables()
+            scores = base[None, :] + A @ table
+            post = np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+            new = redundancy_weights(fires, post, fire_probs)
+            done = np.abs(new - weights).max() < 1e-3
+            weights = new
+            if done:
+                break
+        return weights
+
+    def _moment_one_hot(self, votes: MultiTaskVotes) -> tuple[sp.csr_matrix, int]:
+        """``(n, d)`` one-hot of the emitted (source, code) indicators on each row, and the
+        number of votes whose indicator was never emitted in fit (left out)."""
+        d = self.emitted_.size
+        blocks = []
+        n_unseen = 0
+        for ch in votes.iter_votes(int(self.chunk_rows)):
+            ind, ok = self.coding_.encode(ch.sources, ch.votes)
+            pos = np.minimum(np.searchsorted(self.emitted_, ind), d - 1)
+            seen = ok & (self.emitted_[pos] == ind)
+            n_unseen += int((~seen).sum())
+            blocks.append(sp.csr_matrix((np.ones(int(seen.sum())), (ch.rows[seen], pos[seen])),
+                                        shape=(ch.stop - ch.start, d)))
+        return sp.vstack(blocks, format="csr"), n_unseen
 
     def _start_posterior(self, L_votes: MultiTaskVotes, coding: MultiTaskCoding,
                          start: str) -> np.ndarray:
@@ -576,11 +619,13 @@ class MultiTaskLabelModel(BaseLabelModel):
         src = np.searchsorted(self.coding_.offsets, self.emitted_, side="right") - 1
         mu = np.clip(self.indicator_probs_, floor, None)
         abst = np.clip(self.abstain_probs_, floor, None)
+        # each source's evidence counts with its redundancy weight (1 = independent)
+        w = getattr(self, "source_weights_", np.ones(abst.shape[0]))
         if self.model_abstains:
-            table = np.log(mu) - np.log(abst)[src]
-            base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
+            table = (np.log(mu) - np.log(abst)[src]) * w[src][:, None]
+            base = np.log(self.class_balance_) + (np.log(abst) * w[:, None]).sum(axis=0)
         else:  # votes enter as P(v | y), abstentions are ignored (as in LabelModel)
-            table = np.log(mu)
+            table = np.log(mu) * w[src][:, None]
             base = np.log(self.class_balance_)
         return table, base
 
@@ -599,18 +644,9 @@ class MultiTaskLabelModel(BaseLabelModel):
                               stacklevel=2)
             return joint_log_posterior(self.joint_fit_, self.joint_fit_.units.keys(codes))
         table, base = self._moment_log_tables()
-        d = self.emitted_.size
-        out = np.empty((votes.n_rows, base.shape[0]))
-        n_unseen = 0
-        for ch in votes.iter_votes(int(self.chunk_rows)):
-            ind, ok = self.coding_.encode(ch.sources, ch.votes)
-            pos = np.minimum(np.searchsorted(self.emitted_, ind), d - 1)
-            seen = ok & (self.emitted_[pos] == ind)
-            n_unseen += int((~seen).sum())
-            A = sp.csr_matrix((np.ones(int(seen.sum())), (ch.rows[seen], pos[seen])),
-                              shape=(ch.stop - ch.start, d))
-            scores = base[None, :] + A @ table
-            out[ch.start:ch.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
+        A, n_unseen = self._moment_one_hot(votes)
+        out = base[None, :] + A @ table
+        out -= logsumexp(out, axis=1, keepdims=True)
         if n_unseen:
             warnings.warn(f"{n_unseen} vote vectors were never emitted by their source during "
                           "fit (a new value, or a task outside its coverage); they were treated "
@@ -695,7 +731,8 @@ class MultiTaskLabelModel(BaseLabelModel):
                           log_abstain=fit.log_abstain, log_prior=fit.log_prior)
         else:
             arrays.update(emitted=self.emitted_, indicator_probs=self.indicator_probs_,
-                          abstain_probs=self.abstain_probs_)
+                          abstain_probs=self.abstain_probs_,
+                          source_weights=self.source_weights_)
         save_arrays(path, "MultiTaskLabelModel", params, arrays)
 
     @classmethod
@@ -722,6 +759,7 @@ class MultiTaskLabelModel(BaseLabelModel):
             model.emitted_ = arrays["emitted"]
             model.indicator_probs_ = arrays["indicator_probs"]
             model.abstain_probs_ = arrays["abstain_probs"]
+            model.source_weights_ = arrays["source_weights"]
         return model
 
 
