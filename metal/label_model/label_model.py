@@ -100,10 +100,11 @@ class LabelModel(BaseLabelModel):
     With ``mode="auto"`` a label-free rule decides per fit which one to keep: the EM refinements are
     scored on 20% of the rows held out from their fit, a refinement that treats more than 10% of
     the votes as no better than random counts as degenerate, and the best non-degenerate
-    refinement is kept if its held-out log-likelihood beats the moment fit's; otherwise the
-    moment fit is kept (see ``fit_info_.mode_choice``). The votes-only EM's prior is centred on
-    the moment fit. When every source is unipolar, the abstain-modelled EM is compared with the
-    moment fit by the held-out likelihood of the full vote pattern, after a check that its
+    refinement is kept unless the moment fit's held-out log-likelihood is higher by more than
+    2 standard errors of the paired per-row difference; otherwise the moment fit is kept (see
+    ``fit_info_.mode_choice``). The votes-only EM's prior is centred on the moment fit.
+    When every source is unipolar, the abstain-modelled EM is compared with the moment fit by
+    the held-out likelihood of the full vote pattern (same rule), after a check that its
     states name the classes (it keeps every source better than random, or it overrules at most
     1% of the unanimous rows beyond what the moment fit overrules). With more than 50,000 rows
     the rule looks at a seeded thinning to about that many, and the kept EM is refitted on all

@@ -31,8 +31,19 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    signal, and a model that explains it better can still name the classes worse (on sparse
    labeling functions the full likelihood always prefers modelling abstentions, and EM then
    collapses, see the benchmark). The non-degenerate candidate with the highest score wins
-   if it beats the moment model by more than ``TIE_MARGIN`` nats per row; otherwise the
-   moment fit is kept.
+   unless the moment model scores higher by more than ``NOISE_Z`` (2) standard errors of
+   the mean paired per-row difference (:func:`beats_baseline`); otherwise the moment fit is
+   kept. The burden of proof is on the moment fit because EM is the maximum-likelihood
+   refinement of the same model and estimates the class balance, which the default moment
+   stage fixes at uniform (biased when the balance is skewed), and because the moment fit
+   has seen the held-out rows. With 400 held-out rows a difference of a few hundredths of
+   a nat per row is noise (the two models trade places from one split to the next), and
+   keeping the biased fit on such noise broke recovery on generated data (test
+   ``test_recovery_counterexample_small_n_skewed_balance``). 2 standard errors is the usual
+   one-sided 98% level, not a fitted value: on the real sets of ``benchmarks/label_model.py``
+   every refinement the held-out score decides is ahead by 4 to 20 standard errors, so any
+   level decides the same there. Where there is no spread (every row scores 0, see 6) the
+   candidate must be better by ``TIE_MARGIN`` nats per row.
    Without a moment fit (more than ``MAX_MOMENT_INDICATORS`` source values), the baseline is
    the symmetric "one-coin" model (one accuracy per source), and a full-table EM variant is
    kept if it beats that baseline's held-out score (no degenerate check: the baseline is the
@@ -45,7 +56,8 @@ The rule (``LabelModel(mode="auto")``, label-free, one per fit)
    compare: a unipolar source's value is certain once it votes, so every model scores 0, and
    only ``em_abstain`` can differ from the moment fit. Both model abstentions (the moment
    fit's ``P(abstain | y) = 1 - sum_v P(v | y)``), so they are compared by the held-out
-   log-likelihood of the *full* vote pattern, abstentions included. That score alone prefers
+   log-likelihood of the *full* vote pattern, abstentions included (EM kept unless the
+   moment fit is better by more than ``NOISE_Z`` standard errors, as in 4). That score alone prefers
    EM whenever co-firing has structure the class does not explain (EM's states then track
    which sources fire: the collapse of step 3), so a check on what the states mean comes
    first. EM is kept only with one of two signs that its states name the classes:
@@ -87,6 +99,9 @@ CANDIDATES = ("em_votes", "em_abstain")  # plus "em_one_coin", the fallback with
 HELD_OUT_FRACTION = 0.2
 MAX_DEGENERATE_VOTES = 0.1  # share of votes allowed from pairs that are not better than random
 TIE_MARGIN = 1e-6  # nats per held-out row
+# the moment fit is kept over the EM refinement only when its held-out score is higher by more
+# than this many standard errors of the paired per-row difference (steps 4 and 6)
+NOISE_Z = 2.0
 # unipolar sources: share of the unanimous rows that EM may overrule beyond what the
 # moment fit overrules (see step 6 of the rule)
 MAX_EXTRA_OVERRULED = 0.01
@@ -142,6 +157,8 @@ class ModeChoice:
     held_out_log_likelihood: dict[str, float] = field(default_factory=dict)
     degenerate_share: dict[str, float] = field(default_factory=dict)
     overruled_share: dict[str, float] = field(default_factory=dict)
+    # held-out advantage of the best refinement over the moment fit, in standard errors
+    z_score: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     # each EM candidate's fit on the rule's rows and its class naming (a warm start for the
     # final fit on all rows; dropped once used)
@@ -291,13 +308,37 @@ def held_out_log_likelihood(data: VoteData, tables: Tables, weights: np.ndarray,
     The difference of two log marginals of the same model: of the full vote pattern, and of
     the pattern with every vote replaced by "voted" (``P(voted | y) = sum_v P(v | y)``).
     """
+    rows = row_log_likelihood(data, tables, floor, full)
+    return float(weights @ rows / max(float(weights.sum()), 1e-300))
+
+
+def row_log_likelihood(data: VoteData, tables: Tables, floor: float,
+                       full: bool = False) -> np.ndarray:
+    """Per distinct row, the score :func:`held_out_log_likelihood` averages."""
     _, log_voted, log_abst, log_prior = _floored_log_tables(data, tables, floor)
     src = data.symbol_source
     _, whole = full_log_posterior(data, tables, floor)
     if full:
-        return float(weights @ whole / max(float(weights.sum()), 1e-300))
+        return whole
     _, pattern = em_log_posterior(data.A, src, log_voted[src], log_prior, log_abst)
-    return float(weights @ (whole - pattern) / max(float(weights.sum()), 1e-300))
+    return whole - pattern
+
+
+def beats_baseline(rows: np.ndarray, base_rows: np.ndarray, weights: np.ndarray
+                   ) -> tuple[bool, float]:
+    """Whether a refinement is kept over the moment fit by the held-out rows (steps 4 and
+    6), and the mean paired per-row difference in standard errors (``+-inf`` without spread).
+
+    The moment fit wins only if its held-out score is higher by more than ``NOISE_Z``
+    standard errors of the mean per-row difference; with no spread at all (every source
+    unipolar in step 4: every row scores 0) the refinement must be better by ``TIE_MARGIN``.
+    """
+    total = max(float(weights.sum()), 1e-300)
+    diff = rows - base_rows
+    mean = float(weights @ diff / total)
+    se = float(np.sqrt(max(float(weights @ (diff - mean) ** 2), 0.0))) / total
+    z = mean / se if se > 0 else (np.inf if mean > TIE_MARGIN else -np.inf)
+    return mean > TIE_MARGIN - NOISE_Z * se, float(z)
 
 
 def overruled_share(data: VoteData, posterior: np.ndarray, weights: np.ndarray) -> float:
@@ -314,9 +355,15 @@ def overruled_share(data: VoteData, posterior: np.ndarray, weights: np.ndarray) 
 
 def votes_only_held_out(data: VoteData, result: EMResult, held_w: np.ndarray) -> float:
     """Mean ``log P(values voted | which sources voted)`` of the votes-only model."""
+    return float(held_w @ votes_only_rows(data, result) / max(float(held_w.sum()), 1e-300))
+
+
+def votes_only_rows(data: VoteData, result: EMResult) -> np.ndarray:
+    """Per distinct row, ``log P(values voted | which sources voted)`` of the votes-only
+    model."""
     _, log_marginal = em_log_posterior(data.A, data.symbol_source, result.log_tables,
                                        result.log_prior)
-    return float(held_w @ log_marginal / max(float(held_w.sum()), 1e-300))
+    return log_marginal
 
 
 def multi_valued_share(data: VoteData) -> float:
@@ -352,9 +399,11 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         assert moment_tables is not None
         return _choose_unipolar(data, start, moment_tables, fit_w, held_w, log_prior, floor,
                                 max_iter, tol, prior_pseudo, choice)
+    base_rows = None
     if moment_tables is not None:
-        choice.held_out_log_likelihood["moments"] = held_out_log_likelihood(
-            data, moment_tables, held_w, floor)
+        base_rows = row_log_likelihood(data, moment_tables, floor)
+        choice.held_out_log_likelihood["moments"] = float(
+            held_w @ base_rows / max(float(held_w.sum()), 1e-300))
         baseline = "moments"
     else:
         # no moment fit: the symmetric one-coin model is the baseline to beat
@@ -364,7 +413,7 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         baseline = "em_one_coin"
     counts = data.vote_counts(fit_w)
     center = None if moment_tables is None else prior_center(data, moment_tables, floor)
-    best, best_ll = None, -np.inf
+    best, best_ll, best_rows = None, -np.inf, None
     for name in candidates:
         abstain = name == "em_abstain"
         res = run_em(data, start, fit_w, abstain,
@@ -373,29 +422,41 @@ def choose_mode(data: VoteData, start: np.ndarray, moment_tables: Tables | None,
         tables = em_tables(data, res, abstain, fit_w, perm)
         choice.fits[name] = (res, perm)
         if abstain:
-            ll = held_out_log_likelihood(data, tables, held_w, floor)
+            rows = row_log_likelihood(data, tables, floor)
         else:
             renamed = EMResult(log_tables=res.log_tables[:, perm], log_prior=res.log_prior[perm],
                                posterior=res.posterior)
-            ll = votes_only_held_out(data, renamed, held_w)
+            rows = votes_only_rows(data, renamed)
+        ll = float(held_w @ rows / max(float(held_w.sum()), 1e-300))
         share = degenerate_share(tables.votes, counts, m, k)
         choice.held_out_log_likelihood[name] = ll
         choice.degenerate_share[name] = share
         # against the one-coin baseline the held-out score alone decides: that baseline has
         # one parameter per source, and a full table that does not beat it is not kept
         if (share <= MAX_DEGENERATE_VOTES or baseline == "em_one_coin") and ll > best_ll:
-            best, best_ll = name, ll
+            best, best_ll, best_rows = name, ll, rows
     base = choice.held_out_log_likelihood[baseline]
-    # a unipolar source's value is certain once it votes, so on such sources every model
-    # scores 0: require a margin before giving up the baseline
-    if best is not None and best_ll > base + TIE_MARGIN:
+    if best is not None and base_rows is not None:
+        assert best_rows is not None
+        em_wins, choice.z_score[best] = beats_baseline(best_rows, base_rows, held_w)
+    else:
+        # against the one-coin baseline (itself a likelihood fit) the plain comparison decides
+        em_wins = best is not None and best_ll > base + TIE_MARGIN
+    if em_wins:
+        assert best is not None
         choice.chosen = best
         choice.reason = (f"{best}: highest held-out log-likelihood among the candidates "
-                         f"kept by the checks, above the {baseline} baseline")
+                         "kept by the checks, " + (
+                             f"above the {baseline} baseline" if base_rows is None else
+                             f"not below the moment fit's by more than {NOISE_Z:g} standard "
+                             f"errors (difference {choice.z_score[best]:+.1f} standard "
+                             "errors)"))
     else:
         choice.chosen = baseline
         choice.reason = (f"{baseline}: no EM candidate was both kept by the checks and "
-                         "better on the held-out rows")
+                         + ("better on the held-out rows" if base_rows is None else
+                            f"within {NOISE_Z:g} standard errors of the moment fit on the "
+                            "held-out rows"))
     return choice
 
 
@@ -409,9 +470,12 @@ def _choose_unipolar(data: VoteData, start: np.ndarray, moment_tables: Tables,
     perm = keep_class_names(start, res, fit_w, k)
     choice.fits["em_abstain"] = (res, perm)
     tables = em_tables(data, res, True, fit_w, perm)
-    ll = {"moments": held_out_log_likelihood(data, moment_tables, held_w, floor, full=True),
-          "em_abstain": held_out_log_likelihood(data, tables, held_w, floor, full=True)}
+    rows = {"moments": row_log_likelihood(data, moment_tables, floor, full=True),
+            "em_abstain": row_log_likelihood(data, tables, floor, full=True)}
+    ll = {name: float(held_w @ r / max(float(held_w.sum()), 1e-300)) for name, r in rows.items()}
     choice.held_out_log_likelihood = ll
+    better, choice.z_score["em_abstain"] = beats_baseline(rows["em_abstain"], rows["moments"],
+                                                          held_w)
     share = degenerate_share(tables.votes, data.vote_counts(fit_w), data.n_sources, k)
     choice.degenerate_share["em_abstain"] = share
     em_post, _ = full_log_posterior(data, tables, floor)
@@ -430,13 +494,16 @@ def _choose_unipolar(data: VoteData, start: np.ndarray, moment_tables: Tables,
                          f"treats {share:.0%} of the votes as no better than random and "
                          f"overrules the unanimous votes on {over['em_abstain']:.1%} of the rows "
                          f"(moment fit {over['moments']:.1%}): its states do not name the classes")
-    elif ll["em_abstain"] > ll["moments"] + TIE_MARGIN:
+    elif better:
         choice.chosen = "em_abstain"
-        choice.reason = (f"em_abstain: every source emits a single value; higher held-out "
-                         f"log-likelihood of the full vote pattern, and {names}")
+        choice.reason = (f"em_abstain: every source emits a single value; held-out "
+                         f"log-likelihood of the full vote pattern not below the moment fit's "
+                         f"by more than {NOISE_Z:g} standard errors (difference "
+                         f"{choice.z_score['em_abstain']:+.1f}), and {names}")
     else:
-        choice.reason = ("moments: every source emits a single value; the abstain-modelled EM "
-                         "does not explain the held-out vote patterns better")
+        choice.reason = ("moments: every source emits a single value; the moment fit explains "
+                         f"the held-out vote patterns better by more than {NOISE_Z:g} standard "
+                         "errors")
     return choice
 
 
