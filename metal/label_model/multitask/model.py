@@ -92,6 +92,10 @@ class MultiTaskLabelModel(BaseLabelModel):
     expresses sources that fire only on their own branch (their silence is evidence about the
     coarse level), sources voting on several levels and unipolar sources. ``"moments"``: the
     MeTaL second-moment fit (``tie``, ``method``, ``l2``, ``model_abstains`` apply to it only).
+    Its posterior weights each source's evidence by a label-free *redundancy weight*
+    (:mod:`metal.label_model.redundancy`): ``1 / (1 + sum of the source's significantly
+    positive residual correlations given Y)``, so ``r`` copies of a source count about once
+    (``source_weights_``; the moment fit itself is unchanged).
 
     With a single task the model *is* :class:`~metal.label_model.LabelModel`: ``fit``
     delegates to ``LabelModel(cardinality=k, seed=seed, dependencies=dependencies,
@@ -153,6 +157,8 @@ class MultiTaskLabelModel(BaseLabelModel):
         (``"em"``) the units, their symbols and the fitted tables.
     label_model_ : LabelModel
         (one task) the single-task model everything delegates to.
+    source_weights_ : ndarray of shape (m,)
+        (moment estimator) each source's redundancy weight in the posterior.
     fit_info_ : FitInfo
 
     Examples
