@@ -48,13 +48,13 @@ from metal.tasks.graph import TaskGraph
 from metal.tasks.serialize import task_graph_from_dict
 
 ESTIMATORS = ("em", "moments")
-TABLES = ("auto", "free", "tied", "projected")
+TABLES = ("auto", "free", "tied", "exact", "projected")
 #: EM fits with more of their votes than this from symbols that are not better than random
 #: are rejected (label-free; the same threshold as the single-task rule)
 MAX_DEGENERATE_SHARE = 0.1
 STARTS = ("majority", "moments")
 #: parameterisations ``tables="auto"`` chooses from
-AUTO_TABLES = ("free", "tied", "projected")
+AUTO_TABLES = ("free", "tied", "exact", "projected")
 #: EM fits from the majority-vote and the moment starts must give the same label vector on
 #: at least this share of the rows; else the votes do not identify the model (label-free)
 MIN_START_AGREEMENT = 0.95
