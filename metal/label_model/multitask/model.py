@@ -72,8 +72,8 @@ class MultiTaskLabelModel(BaseLabelModel):
     per-task marginals are sums of the joint.
 
     The rule (``estimator="em"``, ``tables="auto"``; label-free, once per fit). Each
-    parameterisation (free, tied, projected) is fitted by EM from hierarchical majority vote
-    and from the moment fit; it is usable only if both runs give the same most probable label
+    parameterisation (free, tied, exact, projected) is fitted by EM from hierarchical majority
+    vote and from the moment fit; it is usable only if both runs give the same most probable label
     vector on at least 95% of the rows (else the votes do not identify the model: e.g. a fine
     type that one rare source names absorbs its parent's mass) and at most 10% of its votes
     come from symbols it does not treat as better than random (the states that agree most with
@@ -124,9 +124,11 @@ class MultiTaskLabelModel(BaseLabelModel):
         EM parameterisation: ``"free"`` (a free table ``P(symbol | y_j)`` per source),
         ``"tied"`` (one parameter per symbol and *level of agreement* with ``y_j``: e.g. fine
         value right / coarse right but fine wrong / coarse wrong, so a unipolar fine source has
-        three parameters however many feasible vectors there are), ``"projected"`` (a free
-        table over the parts of the feasible set the source's own votes tell apart), or
-        ``"auto"`` (default): all three are fitted and the label-free rule above picks one.
+        three parameters however many feasible vectors there are), ``"exact"`` (the one-coin
+        model: per symbol one parameter under the feasible vectors it names and one under all
+        others), ``"projected"`` (a free table over the parts of the feasible set the source's
+        own votes tell apart), or ``"auto"`` (default): all four are fitted and the label-free
+        rule above picks one.
     pseudo_count
         Dirichlet pseudo-counts per (source, feasible vector), in rows: spread over the
         source's observed symbols by frequency and tilted towards symbols that agree with the
