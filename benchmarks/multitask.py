@@ -251,9 +251,10 @@ def interpretation(rows: list[list[object]], names: list[str]) -> list[str]:
         "LFs share question-word patterns, keyword lists overlap); no model here is told about "
         "those dependencies. The joint default is EM over the feasible set (abstentions "
         "modelled, so its two accuracy column pairs are the same model); its label-free rule "
-        "(BIC between free and tied tables, rejection of fits whose votes are not better than "
-        "random, moment fallback) is recorded per fit in `em_choice_`. The moment fallback "
-        "weights each source's evidence by its label-free redundancy weight "
+        "(BIC between free, tied, one-coin and projected tables, rejection of fits whose votes "
+        "are not better than random or depend on the EM start, moment fallback) is recorded "
+        "per fit in `em_choice_`. The moment fallback weights each source's evidence by its "
+        "label-free redundancy weight "
         "(`metal/label_model/redundancy.py`: 1 / (1 + its significant positive residual "
         "correlations given Y); mean weights in the choice lines above).")
     return lines

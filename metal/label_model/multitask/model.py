@@ -767,7 +767,9 @@ class MultiTaskLabelModel(BaseLabelModel):
             model.emitted_ = arrays["emitted"]
             model.indicator_probs_ = arrays["indicator_probs"]
             model.abstain_probs_ = arrays["abstain_probs"]
-            model.source_weights_ = arrays["source_weights"]
+            # files written before the redundancy weights: every source counts fully
+            model.source_weights_ = arrays.get("source_weights",
+                                               np.ones(coding.n_sources))
         return model
 
 
