@@ -161,6 +161,12 @@ def run_hierarchy(ds: HierarchicalDataset, implied: HierarchicalDataset) -> list
                     "chosen": choice["chosen"],
                     **{f"{k} {c}": round(float(v), 3) for k in ("bic", "degenerate_share")
                        for c, v in choice.get(k, {}).items()}}
+                weights = getattr(model, "source_weights_", None)
+                if weights is not None:  # the moment posterior's redundancy weights
+                    cov = model.coverage_
+                    CHOICES[ds.name]["mean redundancy weight, coarse / fine-level sources"] = (
+                        round(float(weights[cov[:, 0]].mean()), 3),
+                        round(float(weights[cov[:, 1]].mean()), 3))
             preds = predict(model, data.L_test)
             on = scores(h, preds, ds.Y_test)
             if balance in ("-", DEFAULT_BALANCE) and label in (MODELS[0], MODELS[1], MODELS[3]):
@@ -245,8 +251,12 @@ def interpretation(rows: list[list[object]], names: list[str]) -> list[str]:
         "LFs share question-word patterns, keyword lists overlap); no model here is told about "
         "those dependencies. The joint default is EM over the feasible set (abstentions "
         "modelled, so its two accuracy column pairs are the same model); its label-free rule "
-        "(BIC between free and tied tables, rejection of fits whose votes are not better than "
-        "random, moment fallback) is recorded per fit in `em_choice_`.")
+        "(BIC between free, tied, one-coin and projected tables, rejection of fits whose votes "
+        "are not better than random or depend on the EM start, moment fallback) is recorded "
+        "per fit in `em_choice_`. The moment fallback weights each source's evidence by its "
+        "label-free redundancy weight "
+        "(`metal/label_model/redundancy.py`: 1 / (1 + its significant positive residual "
+        "correlations given Y); mean weights in the choice lines above).")
     return lines
 
 

@@ -115,5 +115,27 @@ def test_identified_hierarchy_keeps_em_with_agreeing_starts() -> None:
     data = make_hierarchical_synthetic(4000, H, seed=0)
     model = MultiTaskLabelModel(H, seed=0).fit(data.L)
     chosen = model.em_choice_["chosen"]
-    assert chosen in ("free", "tied", "projected")
+    assert chosen in ("free", "tied", "exact", "projected")
     assert model.em_choice_["start_agreement"][chosen] >= 0.95
+
+
+def test_exact_tables_have_two_levels_per_symbol() -> None:
+    from metal.data.synthetic_hierarchy import make_hierarchical_synthetic
+    from metal.label_model.multitask.likelihood import n_parameters, table_levels
+
+    agree = np.array([[1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.0, 1.0]])
+    np.testing.assert_array_equal(table_levels(agree, "exact"),
+                                  [[1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1]])
+    # "tied" keeps one level per degree of agreement
+    assert table_levels(agree, "tied")[0].tolist() == [2, 1, 0, 0]
+    H = TaskHierarchy({"type": 2, "person": 3, "org": 3},
+                      parents={"person": ("type", 0), "org": ("type", 1)})
+    data = make_hierarchical_synthetic(3000, H, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetalWarning)
+        model = MultiTaskLabelModel(H, seed=0, tables="exact").fit(data.L)
+    fit = model.joint_fit_
+    for row in np.round(np.exp(fit.log_tables), 12):  # one value under named states, one else
+        assert np.unique(row).size <= 2
+    assert n_parameters(fit, "exact") <= 2 * fit.symbols.vocab.size + H.n_feasible - 1
+    assert n_parameters(fit, "exact") < n_parameters(fit, "tied")

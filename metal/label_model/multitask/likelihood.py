@@ -268,8 +268,8 @@ def fit_joint_em(keys: np.ndarray, units: Units, coding: MultiTaskCoding, feasib
         class_log_prior = np.log(np.asarray(np.exp(log_prior) @ member).ravel())
     pc = pseudo_counts(A, w, symbols, agree_c, pseudo_count, tilt)
     m_step = None
-    if tables == "tied":
-        m_step = tied_m_step(agreement_projection(agree_c), symbols.symbol_unit,
+    if tables in ("tied", "exact"):
+        m_step = tied_m_step(table_levels(agree_c, tables), symbols.symbol_unit,
                              symbols.n_units)
     elif tables == "projected":
         m_step = tied_m_step(unit_partition(agree_c, symbols.symbol_unit, symbols.n_units),
@@ -290,6 +290,20 @@ def fit_joint_em(keys: np.ndarray, units: Units, coding: MultiTaskCoding, feasib
                     result.log_abstain[:, state_class], full_log_prior, result, agree,
                     np.asarray(A.T @ w).ravel(), float(w @ log_marginal), float(w.sum()),
                     n_classes, w)
+
+
+def table_levels(agreement: np.ndarray, tables: str) -> np.ndarray:
+    """``(S, K)`` level of each state in a symbol's tied table.
+
+    ``"tied"``: one level per degree of agreement with the symbol's votes
+    (:func:`agreement_projection`). ``"exact"``: two levels, the states the symbol agrees with
+    most (its vote read as a label vector) and all others: the one-coin model, one probability
+    of the symbol under the truths it names and one under every other truth.
+    """
+    if tables == "exact":
+        top = agreement >= agreement.max(axis=1, keepdims=True) - 1e-9
+        return np.where(top, 1, 0).astype(np.int64)
+    return agreement_projection(agreement)
 
 
 def unit_partition(agreement: np.ndarray, symbol_unit: np.ndarray,
@@ -355,9 +369,9 @@ def n_parameters(fit: JointFit, tables: str) -> int:
     symbols' probabilities (free tables), or per symbol one per agreement level (tied) or per
     part of its unit's partition (projected), plus the prior."""
     K = fit.n_classes or fit.log_prior.shape[0]
-    if tables in ("tied", "projected"):
+    if tables in ("tied", "exact", "projected"):
         assert fit.agreement is not None
-        levels = (agreement_projection(fit.agreement) if tables == "tied" else
+        levels = (table_levels(fit.agreement, tables) if tables != "projected" else
                   unit_partition(fit.agreement, fit.symbols.symbol_unit, fit.symbols.n_units))
         n_tables = int(sum(np.unique(row).size for row in levels))
     else:
@@ -392,4 +406,4 @@ def joint_log_posterior(fit: JointFit, keys: np.ndarray, stacklevel: int = 3) ->
 
 __all__ = ["JointFit", "SymbolTable", "Units", "fit_joint_em", "joint_log_posterior",
            "pseudo_counts", "source_codes", "symbol_agreement", "degenerate_share",
-           "n_parameters", "tied_m_step"]
+           "n_parameters", "table_levels", "tied_m_step"]

@@ -41,22 +41,25 @@ from metal.label_model.multitask.votes import (
     joint_balance_from_gold,
     score_label_vectors,
 )
+from metal.label_model.redundancy import redundancy_weights
 from metal.matrix import DEFAULT_CHUNK_ROWS
 from metal.metrics import probs_to_preds
 from metal.tasks.graph import TaskGraph
 from metal.tasks.serialize import task_graph_from_dict
 
 ESTIMATORS = ("em", "moments")
-TABLES = ("auto", "free", "tied", "projected")
+TABLES = ("auto", "free", "tied", "exact", "projected")
 #: EM fits with more of their votes than this from symbols that are not better than random
 #: are rejected (label-free; the same threshold as the single-task rule)
 MAX_DEGENERATE_SHARE = 0.1
 STARTS = ("majority", "moments")
 #: parameterisations ``tables="auto"`` chooses from
-AUTO_TABLES = ("free", "tied", "projected")
+AUTO_TABLES = ("free", "tied", "exact", "projected")
 #: EM fits from the majority-vote and the moment starts must give the same label vector on
 #: at least this share of the rows; else the votes do not identify the model (label-free)
 MIN_START_AGREEMENT = 0.95
+#: passes of "posterior, then redundancy weights" after a moment fit
+MAX_WEIGHT_PASSES = 5
 
 
 class MultiTaskLabelModel(BaseLabelModel):
@@ -69,8 +72,8 @@ class MultiTaskLabelModel(BaseLabelModel):
     per-task marginals are sums of the joint.
 
     The rule (``estimator="em"``, ``tables="auto"``; label-free, once per fit). Each
-    parameterisation (free, tied, projected) is fitted by EM from hierarchical majority vote
-    and from the moment fit; it is usable only if both runs give the same most probable label
+    parameterisation (free, tied, exact, projected) is fitted by EM from hierarchical majority
+    vote and from the moment fit; it is usable only if both runs give the same most probable label
     vector on at least 95% of the rows (else the votes do not identify the model: e.g. a fine
     type that one rare source names absorbs its parent's mass) and at most 10% of its votes
     come from symbols it does not treat as better than random (the states that agree most with
@@ -89,6 +92,10 @@ class MultiTaskLabelModel(BaseLabelModel):
     expresses sources that fire only on their own branch (their silence is evidence about the
     coarse level), sources voting on several levels and unipolar sources. ``"moments"``: the
     MeTaL second-moment fit (``tie``, ``method``, ``l2``, ``model_abstains`` apply to it only).
+    Its posterior weights each source's evidence by a label-free *redundancy weight*
+    (:mod:`metal.label_model.redundancy`): ``1 / (1 + sum of the source's significantly
+    positive residual correlations given Y)``, so ``r`` copies of a source count about once
+    (``source_weights_``; the moment fit itself is unchanged).
 
     With a single task the model *is* :class:`~metal.label_model.LabelModel`: ``fit``
     delegates to ``LabelModel(cardinality=k, seed=seed, dependencies=dependencies,
@@ -117,9 +124,11 @@ class MultiTaskLabelModel(BaseLabelModel):
         EM parameterisation: ``"free"`` (a free table ``P(symbol | y_j)`` per source),
         ``"tied"`` (one parameter per symbol and *level of agreement* with ``y_j``: e.g. fine
         value right / coarse right but fine wrong / coarse wrong, so a unipolar fine source has
-        three parameters however many feasible vectors there are), ``"projected"`` (a free
-        table over the parts of the feasible set the source's own votes tell apart), or
-        ``"auto"`` (default): all three are fitted and the label-free rule above picks one.
+        three parameters however many feasible vectors there are), ``"exact"`` (the one-coin
+        model: per symbol one parameter under the feasible vectors it names and one under all
+        others), ``"projected"`` (a free table over the parts of the feasible set the source's
+        own votes tell apart), or ``"auto"`` (default): all four are fitted and the label-free
+        rule above picks one.
     pseudo_count
         Dirichlet pseudo-counts per (source, feasible vector), in rows: spread over the
         source's observed symbols by frequency and tilted towards symbols that agree with the
@@ -150,6 +159,8 @@ class MultiTaskLabelModel(BaseLabelModel):
         (``"em"``) the units, their symbols and the fitted tables.
     label_model_ : LabelModel
         (one task) the single-task model everything delegates to.
+    source_weights_ : ndarray of shape (m,)
+        (moment estimator) each source's redundancy weight in the posterior.
     fit_info_ : FitInfo
 
     Examples
@@ -349,7 +360,8 @@ class MultiTaskLabelModel(BaseLabelModel):
             warnings.warn(f"sources {silent.tolist()} never vote in L; they carry no information "
                           "and are ignored (remove them, or check that they were applied)",
                           MetalWarning, stacklevel=2)
-        for stale in ("joint_fit_", "emitted_", "label_model_", "em_choice_"):
+        for stale in ("joint_fit_", "emitted_", "label_model_", "em_choice_",
+                      "source_weights_"):
             if hasattr(self, stale):
                 delattr(self, stale)
         self.coding_ = coding
@@ -403,11 +415,50 @@ class MultiTaskLabelModel(BaseLabelModel):
         self.abstain_probs_ = res.abstain
         self.class_balance_ = res.class_balance
         self.statistics_ = stats
+        self.source_weights_ = self._redundancy_weights(votes)
         self.fit_info_ = FitInfo(loss=res.loss, n_iter=res.n_iter, n_rows=stats.n_rows,
                                  n_indicators=int(res.emitted.size),
                                  permutation=res.permutation.tolist(),
                                  class_balance_source=p_source)
         return self
+
+    def _redundancy_weights(self, votes: MultiTaskVotes) -> np.ndarray:
+        """``(m,)`` weights of the sources' evidence in the moment posterior
+        (:mod:`metal.label_model.redundancy`): the posterior and the weights are updated in
+        turn (at most ``MAX_WEIGHT_PASSES`` passes, or until no weight moves by 1e-3)."""
+        m = self.coding_.n_sources
+        weights = np.ones(m)
+        A, _ = self._moment_one_hot(votes)
+        src = np.searchsorted(self.coding_.offsets, self.emitted_, side="right") - 1
+        fires = (A @ sp.csr_matrix((np.ones(src.size), (np.arange(src.size), src)),
+                                   shape=(src.size, m))).sign()
+        fire_probs = 1.0 - self.abstain_probs_
+        for _ in range(MAX_WEIGHT_PASSES):
+            self.source_weights_ = weights
+            table, base = self._moment_log_tables()
+            scores = base[None, :] + A @ table
+            post = np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+            new = redundancy_weights(fires, post, fire_probs)
+            done = np.abs(new - weights).max() < 1e-3
+            weights = new
+            if done:
+                break
+        return weights
+
+    def _moment_one_hot(self, votes: MultiTaskVotes) -> tuple[sp.csr_matrix, int]:
+        """``(n, d)`` one-hot of the emitted (source, code) indicators on each row, and the
+        number of votes whose indicator was never emitted in fit (left out)."""
+        d = self.emitted_.size
+        blocks = []
+        n_unseen = 0
+        for ch in votes.iter_votes(int(self.chunk_rows)):
+            ind, ok = self.coding_.encode(ch.sources, ch.votes)
+            pos = np.minimum(np.searchsorted(self.emitted_, ind), d - 1)
+            seen = ok & (self.emitted_[pos] == ind)
+            n_unseen += int((~seen).sum())
+            blocks.append(sp.csr_matrix((np.ones(int(seen.sum())), (ch.rows[seen], pos[seen])),
+                                        shape=(ch.stop - ch.start, d)))
+        return sp.vstack(blocks, format="csr"), n_unseen
 
     def _start_posterior(self, L_votes: MultiTaskVotes, coding: MultiTaskCoding,
                          start: str) -> np.ndarray:
@@ -576,11 +627,13 @@ class MultiTaskLabelModel(BaseLabelModel):
         src = np.searchsorted(self.coding_.offsets, self.emitted_, side="right") - 1
         mu = np.clip(self.indicator_probs_, floor, None)
         abst = np.clip(self.abstain_probs_, floor, None)
+        # each source's evidence counts with its redundancy weight (1 = independent)
+        w = getattr(self, "source_weights_", np.ones(abst.shape[0]))
         if self.model_abstains:
-            table = np.log(mu) - np.log(abst)[src]
-            base = np.log(self.class_balance_) + np.log(abst).sum(axis=0)
+            table = (np.log(mu) - np.log(abst)[src]) * w[src][:, None]
+            base = np.log(self.class_balance_) + (np.log(abst) * w[:, None]).sum(axis=0)
         else:  # votes enter as P(v | y), abstentions are ignored (as in LabelModel)
-            table = np.log(mu)
+            table = np.log(mu) * w[src][:, None]
             base = np.log(self.class_balance_)
         return table, base
 
@@ -599,18 +652,9 @@ class MultiTaskLabelModel(BaseLabelModel):
                               stacklevel=2)
             return joint_log_posterior(self.joint_fit_, self.joint_fit_.units.keys(codes))
         table, base = self._moment_log_tables()
-        d = self.emitted_.size
-        out = np.empty((votes.n_rows, base.shape[0]))
-        n_unseen = 0
-        for ch in votes.iter_votes(int(self.chunk_rows)):
-            ind, ok = self.coding_.encode(ch.sources, ch.votes)
-            pos = np.minimum(np.searchsorted(self.emitted_, ind), d - 1)
-            seen = ok & (self.emitted_[pos] == ind)
-            n_unseen += int((~seen).sum())
-            A = sp.csr_matrix((np.ones(int(seen.sum())), (ch.rows[seen], pos[seen])),
-                              shape=(ch.stop - ch.start, d))
-            scores = base[None, :] + A @ table
-            out[ch.start:ch.stop] = scores - logsumexp(scores, axis=1, keepdims=True)
+        A, n_unseen = self._moment_one_hot(votes)
+        out = base[None, :] + A @ table
+        out -= logsumexp(out, axis=1, keepdims=True)
         if n_unseen:
             warnings.warn(f"{n_unseen} vote vectors were never emitted by their source during "
                           "fit (a new value, or a task outside its coverage); they were treated "
@@ -697,7 +741,8 @@ class MultiTaskLabelModel(BaseLabelModel):
                           log_abstain=fit.log_abstain, log_prior=fit.log_prior)
         else:
             arrays.update(emitted=self.emitted_, indicator_probs=self.indicator_probs_,
-                          abstain_probs=self.abstain_probs_)
+                          abstain_probs=self.abstain_probs_,
+                          source_weights=self.source_weights_)
         save_arrays(path, "MultiTaskLabelModel", params, arrays)
 
     @classmethod
@@ -724,6 +769,9 @@ class MultiTaskLabelModel(BaseLabelModel):
             model.emitted_ = arrays["emitted"]
             model.indicator_probs_ = arrays["indicator_probs"]
             model.abstain_probs_ = arrays["abstain_probs"]
+            # files written before the redundancy weights: every source counts fully
+            model.source_weights_ = arrays.get("source_weights",
+                                               np.ones(coding.n_sources))
         return model
 
 
