@@ -24,8 +24,8 @@ Protocol (no gold label is used by anything but the "gold" column and the final 
   embeddings, a character CNN and shape features) is trained on the label model's token
   posteriors over the training split; 10% of the training sentences (seeded) are held out to
   pick the epoch by span F1 *against the label model's predictions* (label-free, patience 5);
-  all remaining sentences train it, for about 300k token updates (``tagger_epochs``: 300k /
-  training tokens, between 4 and 40 epochs; batch 16: the budget of two shared CPU cores).
+  all remaining sentences train it, for about 250k token updates (``tagger_epochs``: 250k /
+  training tokens, between 2 and 40 epochs; batch 16: the budget of two shared CPU cores).
   Sequences longer than 64 tokens (the bc5cdr and ncbi_disease abstracts) are cut at sentence
   ends into pieces of at most 64 tokens (``SequenceTagger(max_length=64)``). The gold column
   trains the same tagger on the gold tags of the same sentences and picks the epoch on the
@@ -85,8 +85,8 @@ WHY = """Where the targets are missed, and why (measured in the run above):
   the best held-out epoch was the last or next-to-last (a label-free signal)."""
 # the budget of two shared CPU cores, in token updates per tagger: all training sentences,
 # for about this many tokens in total (at least 6 and at most 40 epochs)
-TAGGER_TOKEN_UPDATES = 300_000
-MIN_EPOCHS, MAX_EPOCHS = 4, 40
+TAGGER_TOKEN_UPDATES = 250_000
+MIN_EPOCHS, MAX_EPOCHS = 2, 40
 TAGGER: dict[str, Any] = {"batch_size": 16, "lr": 5e-3, "patience": 5}
 
 
@@ -258,7 +258,7 @@ def report(rows: list[dict[str, object]], total: float, write: bool, parts: int 
                   "model is metal.sequence.SequenceTagger with its defaults (wordllama "
                   "vectors, word embeddings, character CNN, shape features, BiLSTM-CRF; "
                   "sequences cut to at most 64 tokens; all training sentences for about "
-                  "300k token updates, 4 to 40 epochs) trained on the label model's token "
+                  "250k token updates, 2 to 40 epochs) trained on the label model's token "
                   "posteriors. Times are wall-clock seconds on the shared "
                   "machine (other jobs running), so only rough.\n\n"
                   + md + "\n\n" + summary + "\n\n" + WHY + "\n")
