@@ -87,14 +87,14 @@ WHY = """Where the targets are missed, and why (measured in the run above):
   busy CPU, and restored when the CPU became free); it was not picked by these test scores.
   ncbi_disease is lower with the larger budget: the label-free held-out signal picked epoch
   2 of 4 (one seed; selection noise).
-* Why the rest are missed: the tagger still under-learns. The label model's own test F1
-  (the tagger's targets) is 5 to 18 points above the tagger's on every set but wikigold
-  (where the tagger is above it, 60.2 vs 59.3), and even trained on gold under the same
-  budget the tagger stays far below WRENCH's gold cells on conll (76.3 vs 91.1),
-  mit_restaurants (63.8 vs 79.2) and ontonotes (58.2 vs 77.6): a few CPU minutes per tagger
-  (the "tagger s" column, on a shared machine) is a small training budget. mit_restaurants
-  has only 4.6k unlabeled training tokens (its 500-sentence valid split) and a 50-sentence held-out set, a noisy stopping signal
-  (it stopped at epoch 13 of 40, best 7); ontonotes (18 types, 37 tags) is the furthest
+* Why the rest are missed: the tagger still under-learns. The label model's own test F1 (the
+  tagger's targets) is 5 to 18 points above the tagger's on every set but wikigold (where the
+  tagger is above it, 60.2 vs 59.3), and even trained on gold under the same budget the tagger
+  stays far below WRENCH's gold cells on conll (76.3 vs 91.1), mit_restaurants (63.8 vs 79.2)
+  and ontonotes (58.2 vs 77.6): a few CPU minutes per tagger (the "tagger s" column, on a
+  shared machine) is a small training budget. mit_restaurants has only 4.6k unlabeled training
+  tokens (its 500-sentence valid split) and a 50-sentence held-out set, a noisy stopping
+  signal (it stopped at epoch 13 of 40, best 7); ontonotes (18 types, 37 tags) is the furthest
   from its cell, and WRENCH's ontonotes test split differs from ours (the last 1000 valid
   sentences)."""
 
