@@ -1,11 +1,13 @@
-"""A BiLSTM sequence tagger trained on token-level probabilistic labels.
+"""A BiLSTM-CRF sequence tagger trained on token-level probabilistic labels.
 
 Each token is represented by frozen pretrained word vectors (wordllama's token embeddings,
 averaged over the word's sub-word pieces; offline, no download), a small trainable embedding of
-frequent lower-cased words, and word-shape features (capitalised, all caps, digits...). A
-bidirectional LSTM reads the sentence and a linear layer scores the tags. It is trained with
-:class:`metal.end_model.Trainer` on the soft cross-entropy against the label model's token
-posteriors (or hard tags), and decodes valid BIO with constrained Viterbi.
+frequent lower-cased words, a character CNN, and word-shape features (capitalised, all caps,
+digits...). A bidirectional LSTM reads the sentence and a linear layer scores the tags; a
+linear-chain CRF adds learned tag-bigram scores. It is trained with
+:class:`metal.end_model.Trainer` on the expected CRF log-likelihood of the label model's token
+posteriors (or hard tags), or on the token-level soft cross-entropy without the CRF, and decodes
+valid BIO with constrained Viterbi.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from metal.end_model.trainer import (
     state_to_arrays,
 )
 from metal.errors import ConfigError, LabelMatrixError, NotFittedError
-from metal.sequence.inference import viterbi
+from metal.sequence.inference import forward_backward, viterbi
 from metal.sequence.metrics import SpanScores, span_scores
 from metal.sequence.tags import TagScheme, check_offsets
 
 N_SHAPE = 6
+MAX_CHARS = 16  # characters of a word the character CNN reads (the rest is cut)
 SUFFIX = 3  # characters of the word-ending feature
 SAVE_KIND = "SequenceTagger"
 SENTENCE_END = frozenset({".", "!", "?", ";"})
@@ -99,29 +102,84 @@ def wordllama_vectors(words: Sequence[str]) -> np.ndarray:
     return out / np.maximum(norm, 1e-6)
 
 
+class _CharCNN(nn.Module):
+    """Word vectors from the word's characters: embedding, width-3 convolution, max-pool."""
+
+    def __init__(self, n_chars: int, char_dim: int, filters: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(n_chars, char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(char_dim, filters, kernel_size=3, padding=1)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        # chars: (..., MAX_CHARS) ids, 0 = padding; padded positions are masked out of the max
+        shape = chars.shape
+        flat = chars.reshape(-1, shape[-1])
+        h = self.conv(self.emb(flat).transpose(1, 2))  # (N, filters, MAX_CHARS)
+        h = h.masked_fill((flat == 0)[:, None, :], -1e4).max(dim=2).values
+        h = torch.where((flat > 0).any(dim=1, keepdim=True), h, torch.zeros_like(h))
+        return h.reshape(*shape[:-1], -1)
+
+
 class _TaggerNet(nn.Module):
     def __init__(self, n_words: int, word_dim: int, frozen_dim: int, hidden: int,
-                 n_tags: int, dropout: float, n_suffixes: int = 2, suffix_dim: int = 0
-                 ) -> None:
+                 n_tags: int, dropout: float, n_suffixes: int = 2, suffix_dim: int = 0,
+                 n_chars: int = 2, char_filters: int = 0, crf: bool = False) -> None:
         super().__init__()
         self.words = nn.Embedding(n_words, word_dim, padding_idx=0)
         self.suffixes = nn.Embedding(n_suffixes, max(suffix_dim, 1), padding_idx=0)
+        self.chars = _CharCNN(n_chars, 16, char_filters) if char_filters > 0 else None
         self.drop = nn.Dropout(dropout)
         # a narrow projection first: the LSTM's input product dominates the cost on CPU
-        self.proj = nn.Linear(word_dim + max(suffix_dim, 1) + frozen_dim + N_SHAPE, 2 * hidden)
+        self.proj = nn.Linear(word_dim + max(suffix_dim, 1) + frozen_dim + N_SHAPE
+                              + char_filters, 2 * hidden)
         self.lstm = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden, n_tags)
+        # CRF scores: first tag and tag bigram (added to the BIO constraints when decoding)
+        self.start = nn.Parameter(torch.zeros(n_tags)) if crf else None
+        self.trans = nn.Parameter(torch.zeros(n_tags, n_tags)) if crf else None
+
+    def chain(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CRF's start and transition scores (``crf=True`` only)."""
+        if self.start is None or self.trans is None:
+            raise ConfigError("this tagger network has no CRF layer (crf=False)")
+        return self.start, self.trans
 
     def forward(self, word_ids: torch.Tensor, frozen: torch.Tensor, shape: torch.Tensor,
-                lengths: torch.Tensor) -> torch.Tensor:
+                lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
         # word_ids[..., 0]: trainable word id, word_ids[..., 1]: suffix id
-        x = torch.cat([self.words(word_ids[..., 0]), self.suffixes(word_ids[..., 1]), frozen,
-                       shape], dim=-1)
-        x = torch.relu(self.proj(self.drop(x)))
+        parts = [self.words(word_ids[..., 0]), self.suffixes(word_ids[..., 1]), frozen, shape]
+        if self.chars is not None and chars is not None:
+            parts.append(self.chars(chars))
+        x = torch.relu(self.proj(self.drop(torch.cat(parts, dim=-1))))
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = self.lstm(packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=word_ids.shape[1])
         return self.out(self.drop(h))  # type: ignore[no-any-return]
+
+
+def crf_soft_nll(emit: torch.Tensor, q: torch.Tensor, mask: torch.Tensor, start: torch.Tensor,
+                 trans: torch.Tensor, allowed_start: torch.Tensor,
+                 allowed_trans: torch.Tensor) -> torch.Tensor:
+    """Summed CRF negative log-likelihood of target tag distributions.
+
+    With token targets ``q`` (``(B, T, K)``; one-hot for hard tags) read as independent per
+    token, the expected sequence score is ``sum_t q_t . emit_t + q_0 . start +
+    sum_t q_{t-1}^T trans q_t``; the log-partition comes from the forward algorithm with
+    invalid BIO starts and transitions removed (so the model is the one constrained Viterbi
+    decodes). Padded cells (``mask`` false) take no part.
+    """
+    m = mask.to(emit.dtype)
+    qm = q * m[..., None]
+    score = (qm * emit).sum(dim=(1, 2)) + (qm[:, 0] * start).sum(dim=1)
+    score = score + torch.einsum("bti,ij,btj->b", qm[:, :-1], trans, qm[:, 1:])
+    neg = torch.finfo(emit.dtype).min / 4
+    s_eff = torch.where(allowed_start, start, torch.full_like(start, neg))
+    t_eff = torch.where(allowed_trans, trans, torch.full_like(trans, neg))
+    alpha = s_eff[None] + emit[:, 0]
+    for t in range(1, emit.shape[1]):
+        nxt = torch.logsumexp(alpha[:, :, None] + t_eff[None], dim=1) + emit[:, t]
+        alpha = torch.where(mask[:, t, None], nxt, alpha)
+    return (torch.logsumexp(alpha, dim=1) - score).sum()
 
 
 class SequenceTagger:
@@ -142,6 +200,20 @@ class SequenceTagger:
         Size of the trainable embedding of the words' last three letters (seen ``min_count``
         times; ``0``, the default: none). Off by default: 16 dimensions lowered the span F1
         on the ncbi_disease dev split from 68.7 to 64.5.
+    char_filters
+        Width of the character CNN's word vector (``0``: no character features). Characters
+        seen in training get a 16-dimensional embedding; a width-3 convolution and a max over
+        the word's first 16 characters give the vector.
+    crf
+        Score tag bigrams too (a linear-chain CRF over the BiLSTM's tag scores): trained on
+        the expected sequence log-likelihood of the (soft) targets, decoded by Viterbi with
+        the learned transitions plus the BIO constraints; ``predict_proba`` then gives the
+        CRF's marginals. ``entity_weight`` does not apply to it.
+
+        Both are on by default: on 20k training tokens of the label model's posteriors (dev
+        span F1, one seed) they took laptopreview from 58.5 to 62.8 and ncbi_disease from
+        64.0 to 66.2 (on laptopreview the CRF alone gave 60.1, the character CNN alone
+        56.9); argmax targets instead of soft ones gave 62.3 and 64.9.
     word_dropout
         Probability of replacing a training word's trainable id by "unknown" (so the tagger
         learns to use the frozen vectors and context too).
@@ -180,6 +252,8 @@ class SequenceTagger:
         word_dim: int = 50,
         min_count: int = 2,
         suffix_dim: int = 0,
+        char_filters: int = 32,
+        crf: bool = True,
         word_dropout: float = 0.1,
         dropout: float = 0.3,
         max_length: int | None = 64,
@@ -195,6 +269,8 @@ class SequenceTagger:
         self.word_dim = word_dim
         self.min_count = min_count
         self.suffix_dim = suffix_dim
+        self.char_filters = char_filters
+        self.crf = crf
         self.word_dropout = word_dropout
         self.dropout = dropout
         self.max_length = max_length
@@ -230,6 +306,11 @@ class SequenceTagger:
         dim = self.frozen_dim_
         table = (np.stack([self.frozen_[w] for w in uniq_list]).astype(np.float32)
                  if dim and uniq_list else np.zeros((len(uniq_list), dim), np.float32))
+        chars = np.zeros((len(uniq_list), MAX_CHARS), dtype=np.int64)
+        if self.char_filters > 0:
+            for i, w in enumerate(uniq_list):
+                ids_c = [self.char_vocab_.get(c, 1) for c in w[:MAX_CHARS]]
+                chars[i, :len(ids_c)] = ids_c
         ids = np.asarray([[self.vocab_.get(w.lower(), 1),
                            self.suffix_vocab_.get(w.lower()[-SUFFIX:], 1)] for w in uniq_list],
                          dtype=np.int64).reshape(len(uniq_list), 2)
@@ -237,10 +318,11 @@ class SequenceTagger:
                 "frozen": table[inv] if flat else np.zeros((0, dim), np.float32),
                 "shape": word_shapes(uniq_list)[inv] if flat else np.zeros((0, N_SHAPE),
                                                                               np.float32),
+                "type": inv if flat else np.zeros(0, np.int64), "chars": chars,
                 "offsets": offsets}
 
     def _batch(self, feats: dict[str, Any], sentences: np.ndarray,
-               train: bool = False) -> tuple[torch.Tensor, ...]:
+               train: bool = False) -> tuple[Any, ...]:
         off = feats["offsets"]
         lengths = off[sentences + 1] - off[sentences]
         t_max = max(int(lengths.max()), 1)
@@ -256,7 +338,9 @@ class SequenceTagger:
                 torch.as_tensor(feats["frozen"][index] * mask[..., None], device=dev),
                 torch.as_tensor(feats["shape"][index] * mask[..., None], device=dev),
                 torch.as_tensor(np.maximum(lengths, 1)), torch.as_tensor(mask, device=dev),
-                torch.as_tensor(index, device=dev))
+                torch.as_tensor(index, device=dev),
+                torch.as_tensor(feats["chars"][feats["type"][index]] * mask[..., None],
+                                device=dev) if self.char_filters > 0 else None)
 
     # ------------------------------------------------------------------ API
     def fit(
@@ -301,6 +385,9 @@ class SequenceTagger:
         self.suffix_vocab_ = ({w: i + 2 for i, w in enumerate(
             sorted(w for w, c in suffixes.items() if c >= self.min_count))}
             if self.suffix_dim > 0 else {})
+        chars = Counter(c for sent in tokens for w in sent for c in w[:MAX_CHARS])
+        self.char_vocab_ = ({c: i + 2 for i, c in enumerate(sorted(chars))}
+                            if self.char_filters > 0 else {})
         self.vector_fn_ = self._vector_fn()
         self.frozen_: dict[str, np.ndarray] = {}
         self.frozen_dim_ = 0
@@ -309,10 +396,7 @@ class SequenceTagger:
         feats = self._featurize(tokens)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            self.net_ = _TaggerNet(len(self.vocab_) + 2, max(self.word_dim, 1),
-                                   self.frozen_dim_, self.hidden, k, self.dropout,
-                                   len(self.suffix_vocab_) + 2, self.suffix_dim
-                                   ).to(torch.device(self.device))
+            self.net_ = self._make_net().to(torch.device(self.device))
         y_t = torch.as_tensor(targets.astype(np.float32) if targets.ndim == 2
                               else targets.astype(np.int64), device=torch.device(self.device))
 
@@ -320,10 +404,22 @@ class SequenceTagger:
                                   device=torch.device(self.device))
         class_weight[scheme.outside] = 1.0
 
+        if self.crf:
+            q_all = (y_t if targets.ndim == 2 else torch.nn.functional.one_hot(
+                y_t.clamp(min=0), k).float() * (y_t >= 0).float()[:, None])
+            allowed_start = torch.as_tensor(scheme.allowed_starts(), device=y_t.device)
+            allowed_trans = torch.as_tensor(scheme.allowed_transitions(), device=y_t.device)
+
         def batch_loss(rows: np.ndarray) -> torch.Tensor:
-            word, frozen, shape, lengths, mask, index = self._batch(feats, rows, train=True)
-            logits = self.net_(word, frozen, shape, lengths)
-            return soft_cross_entropy(logits[mask], y_t[index[mask]], class_weight)
+            word, frozen, shape, lengths, mask, index, chars = self._batch(feats, rows,
+                                                                           train=True)
+            logits = self.net_(word, frozen, shape, lengths, chars)
+            if not self.crf:
+                return soft_cross_entropy(logits[mask], y_t[index[mask]], class_weight)
+            q = q_all[index] * mask[..., None]
+            nll = crf_soft_nll(logits, q, mask, *self.net_.chain(), allowed_start,
+                               allowed_trans)
+            return nll / mask.sum()  # per token, as the cross-entropy
 
         validate = None
         if valid is not None:
@@ -333,7 +429,7 @@ class SequenceTagger:
             v_tags = np.asarray(v_tags, dtype=np.int64)
 
             def validate() -> dict[str, float]:
-                pred = self._decode(self._proba(v_feats), v_feats["offsets"])
+                pred = self._decode(self._emissions(v_feats), v_feats["offsets"])
                 return {"span_f1": span_scores(v_tags, pred, v_off, scheme).f1}
 
         defaults = {"n_epochs": 8, "batch_size": 16, "lr": 5e-3, "patience": 3,
@@ -352,38 +448,66 @@ class SequenceTagger:
         if not hasattr(self, "net_"):
             raise NotFittedError("this SequenceTagger is not fitted; call fit(tokens, Y) first")
 
-    def _proba(self, feats: dict[str, Any], batch: int = 64) -> np.ndarray:
+    def _make_net(self) -> _TaggerNet:
+        return _TaggerNet(len(self.vocab_) + 2, max(self.word_dim, 1), self.frozen_dim_,
+                          self.hidden, self.scheme_.n_tags, self.dropout,
+                          len(self.suffix_vocab_) + 2, self.suffix_dim,
+                          len(self.char_vocab_) + 2, self.char_filters, self.crf)
+
+    def _crf_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Log start and transition scores for decoding: learned (CRF) plus BIO constraints."""
+        s = self.scheme_
+        start = np.where(s.allowed_starts(), 0.0, -np.inf)
+        trans = np.where(s.allowed_transitions(), 0.0, -np.inf)
+        if self.crf:
+            learned_start, learned_trans = self.net_.chain()
+            start = start + learned_start.detach().double().cpu().numpy()
+            trans = trans + learned_trans.detach().double().cpu().numpy()
+        return start, trans
+
+    def _logits(self, feats: dict[str, Any], batch: int = 64) -> np.ndarray:
+        """``(n_tokens, K)`` raw tag scores of the network, in token order."""
         off = feats["offsets"]
-        n_sent = off.size - 1
         out = np.zeros((int(off[-1]), self.scheme_.n_tags), dtype=np.float64)
         self.net_.eval()
         with torch.no_grad():
             order = np.argsort(np.diff(off))
-            for b in range(0, n_sent, batch):
-                rows = order[b:b + batch]
-                word, frozen, shape, lengths, mask, index = self._batch(feats, rows)
-                p = torch.softmax(self.net_(word, frozen, shape, lengths), dim=-1)
-                out[index[mask].cpu().numpy()] = p[mask].double().cpu().numpy()
+            for b in range(0, off.size - 1, batch):
+                word, frozen, shape, lengths, mask, index, chars = self._batch(
+                    feats, order[b:b + batch])
+                logits = self.net_(word, frozen, shape, lengths, chars)
+                out[index[mask].cpu().numpy()] = logits[mask].double().cpu().numpy()
         return out
 
-    def _decode(self, proba: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        s = self.scheme_
-        with np.errstate(divide="ignore"):
-            return viterbi(np.log(np.maximum(proba, 1e-12)), offsets,
-                           np.where(s.allowed_starts(), 0.0, -np.inf),
-                           np.where(s.allowed_transitions(), 0.0, -np.inf))
+    def _emissions(self, feats: dict[str, Any]) -> np.ndarray:
+        """Per-token decoding scores: log-softmax, or the CRF's emission scores."""
+        z = self._logits(feats)
+        if self.crf:
+            return z
+        return z - np.logaddexp.reduce(z, axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+    def _proba(self, emissions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        if not self.crf:
+            return np.exp(emissions)  # type: ignore[no-any-return]
+        start, trans = self._crf_scores()
+        return forward_backward(emissions, offsets, np.exp(start), np.exp(trans))[0]
+
+    def _decode(self, scores: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        start, trans = self._crf_scores()
+        return viterbi(scores, offsets, start, trans)
 
     def predict_proba(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
-        """``(n_tokens, K)`` tag probabilities of every token, in order."""
+        """``(n_tokens, K)`` tag probabilities of every token, in order (with ``crf``: the
+        chain's marginals)."""
         self._check_fitted()
         feats = self._featurize(split_long(tokens, self.max_length))
-        self._last_offsets = feats["offsets"]
-        return self._proba(feats)
+        return self._proba(self._emissions(feats), feats["offsets"])
 
     def predict(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
-        """``(n_tokens,)`` tags: the best valid BIO sequence under the token probabilities."""
-        proba = self.predict_proba(tokens)
-        return self._decode(proba, self._last_offsets)
+        """``(n_tokens,)`` tags: the best valid BIO sequence under the tagger's scores."""
+        self._check_fitted()
+        feats = self._featurize(split_long(tokens, self.max_length))
+        return self._decode(self._emissions(feats), feats["offsets"])
 
     def score(self, tokens: Sequence[Sequence[str]], Y: Any) -> SpanScores:
         """Span P/R/F1 of the predicted tags against gold tags ``Y`` (flat, in order)."""
@@ -408,7 +532,8 @@ class SequenceTagger:
             trainer = trainer.to_dict()
         params = {"tag_names": list(self.scheme_.tag_names), "hidden": self.hidden,
                   "word_dim": self.word_dim, "min_count": self.min_count,
-                  "suffix_dim": self.suffix_dim,
+                  "suffix_dim": self.suffix_dim, "char_filters": self.char_filters,
+                  "crf": self.crf,
                   "word_dropout": self.word_dropout, "dropout": self.dropout,
                   "max_length": self.max_length, "entity_weight": self.entity_weight,
                   "vectors": self.vectors, "trainer": trainer, "seed": self.seed,
@@ -420,6 +545,8 @@ class SequenceTagger:
                               dtype=str)
         save_arrays(path, SAVE_KIND, params,
                     {"vocab": vocab, "suffixes": suffixes,
+                     "chars": np.asarray(sorted(self.char_vocab_, key=self.char_vocab_.__getitem__),
+                                         dtype=str),
                      **state_to_arrays(self.net_.state_dict(), "state/")})
 
     @classmethod
@@ -434,13 +561,12 @@ class SequenceTagger:
         model.vocab_ = {str(w): i + 2 for i, w in enumerate(arrays["vocab"].tolist())}
         model.suffix_vocab_ = {str(w): i + 2
                                for i, w in enumerate(arrays["suffixes"].tolist())}
+        model.char_vocab_ = {str(c): i + 2 for i, c in enumerate(arrays["chars"].tolist())}
         model.vector_fn_ = model._vector_fn()
         model.frozen_ = {}
         model.frozen_dim_ = frozen_dim
         model.rng_ = np.random.default_rng(model.seed)
-        net = _TaggerNet(len(model.vocab_) + 2, max(model.word_dim, 1), frozen_dim,
-                         model.hidden, model.scheme_.n_tags, model.dropout,
-                         len(model.suffix_vocab_) + 2, model.suffix_dim)
+        net = model._make_net()
         net.load_state_dict(arrays_to_state(arrays, "state/"))
         model.net_ = net.to(torch.device(model.device))
         model.history_, model.best_epoch_ = history, best_epoch

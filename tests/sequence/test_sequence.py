@@ -330,14 +330,14 @@ def test_tagger_learns_from_soft_labels_and_decodes_valid_bio() -> None:
     Y = np.asarray(tags)
     soft = np.full((Y.size, 5), 0.05)
     soft[np.arange(Y.size), Y] = 0.8  # soft targets whose argmax is the truth
-    tagger = SequenceTagger(TAGS, vectors="none", hidden=16, word_dim=16, n_epochs=8,
-                            lr=1e-2, batch_size=8, patience=None,
+    tagger = SequenceTagger(TAGS, vectors="none", hidden=8, word_dim=8, n_epochs=5,
+                            lr=2e-2, batch_size=8, patience=None,
                             seed=0).fit(tokens[:60], soft[: 60 * 5])
     pred = tagger.predict(tokens[60:])
     offsets = np.arange(0, 20 * 5 + 1, 5)
     assert _is_valid_bio(pred, offsets, tagger.scheme_)
     assert tagger.score(tokens[60:], Y[300:]).f1 > 0.9
-    assert len(tagger.history_) == 8
+    assert len(tagger.history_) == 5
     with pytest.raises(LabelMatrixError, match="expected"):
         SequenceTagger(TAGS, vectors="none").fit(tokens[:10], soft[:7])
     with pytest.raises(ConfigError, match="max_length"):
@@ -370,7 +370,7 @@ def test_tagger_on_long_sequences_windows_and_persists(tmp_path: Path) -> None:
         docs.append(doc)
     Y = np.asarray(tags)
     tagger = SequenceTagger(TAGS, vectors="none", hidden=8, word_dim=8, max_length=16,
-                            suffix_dim=4,
+                            suffix_dim=4, char_filters=0, crf=False,  # the soft-CE path
                             n_epochs=4, lr=2e-2, batch_size=8, patience=None,
                             entity_weight=2.0, seed=0).fit(docs[:10], Y[:1000])
     assert tagger.n_train_sequences_ == 10 * 20
@@ -413,3 +413,86 @@ def test_ner_subcommand_fits_scores_and_writes(tmp_path: Path,
     assert [len(s) for s in written] == np.diff(offsets).tolist()
     again = SequenceLabelModel.load(str(model))
     assert names[again.predict(L, offsets, tokens)].tolist() == sum(written, [])
+
+
+def test_crf_soft_nll_matches_enumeration() -> None:
+    torch = pytest.importorskip("torch")
+    import itertools
+
+    from metal.sequence.end_model import crf_soft_nll
+
+    scheme = TagScheme.from_tags(TAGS)
+    k, t_len = len(TAGS), 3
+    gen = torch.Generator().manual_seed(0)
+    emit = torch.randn(2, t_len, k, generator=gen, dtype=torch.float64)
+    start = torch.randn(k, generator=gen, dtype=torch.float64)
+    trans = torch.randn(k, k, generator=gen, dtype=torch.float64)
+    q = torch.softmax(torch.randn(2, t_len, k, generator=gen, dtype=torch.float64), dim=-1)
+    lengths = [3, 2]  # the second sentence is padded
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    ok_start = torch.as_tensor(scheme.allowed_starts())
+    ok_trans = torch.as_tensor(scheme.allowed_transitions())
+    expected = 0.0
+    for b, n in enumerate(lengths):
+        log_z, exp_score = [], 0.0
+        for ys in itertools.product(range(k), repeat=n):
+            s = start[ys[0]] + sum(emit[b, t, y] for t, y in enumerate(ys))
+            s = s + sum(trans[ys[t - 1], ys[t]] for t in range(1, n))
+            weight = np.prod([float(q[b, t, y]) for t, y in enumerate(ys)])
+            exp_score += weight * float(s)  # expectation over every sequence, valid or not
+            if ok_start[ys[0]] and all(ok_trans[ys[t - 1], ys[t]] for t in range(1, n)):
+                log_z.append(float(s))
+        expected += float(np.logaddexp.reduce(log_z)) - exp_score
+    got = crf_soft_nll(emit, q, mask, start, trans, ok_start, ok_trans)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    # one-hot targets: the usual CRF negative log-likelihood, and > 0
+    hard = torch.nn.functional.one_hot(torch.tensor([[1, 2, 0], [3, 4, 0]]), k).double()
+    assert float(crf_soft_nll(emit, hard, mask, start, trans, ok_start, ok_trans)) > 0
+
+
+def _typed_by_spelling(n: int, seed: int) -> tuple[list[list[str]], np.ndarray]:
+    """Sentences whose entity type shows only in the spelling of never-repeated names."""
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghiklmnoprstuvwz")
+    tokens: list[list[str]] = []
+    tags: list[int] = []
+    for _ in range(n):
+        stem = "".join(rng.choice(letters, 4)).title()
+        person = bool(rng.random() < 0.5)
+        name = [stem + ("ov" if person else "burg")]
+        if rng.random() < 0.5:
+            name.append(("Von" if person else "Port") + "".join(rng.choice(letters, 2)))
+        verb = [str(rng.choice(["was", "is"])), str(rng.choice(["seen", "big", "far"]))]
+        tokens.append([*name, *verb])
+        first = 1 if person else 3
+        tags += [first, *([first + 1] * (len(name) - 1)), 0, 0]
+    return tokens, np.asarray(tags)
+
+
+def test_tagger_char_cnn_and_crf_type_unseen_words_and_persist(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from metal.sequence.end_model import SequenceTagger
+
+    tokens, Y = _typed_by_spelling(100, seed=7)
+    n_fit = sum(map(len, tokens[:75]))
+    soft = np.full((n_fit, 5), 0.04)
+    soft[np.arange(n_fit), Y[:n_fit]] = 0.84
+    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "n_epochs": 5, "lr": 2e-2,
+            "batch_size": 8, "patience": None, "seed": 0}
+    tagger = SequenceTagger(TAGS, char_filters=8, crf=True, **opts).fit(tokens[:75], soft)
+    f1 = tagger.score(tokens[75:], Y[n_fit:]).f1
+    assert f1 > 0.9
+    # without characters the type of an unseen name is a guess: context is the same for both
+    plain = SequenceTagger(TAGS, char_filters=0, crf=False, **opts).fit(tokens[:75], soft)
+    assert plain.score(tokens[75:], Y[n_fit:]).f1 < f1 - 0.2
+    proba = tagger.predict_proba(tokens[75:])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)  # the CRF's marginals
+    pred = tagger.predict(tokens[75:])
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in tokens[75:]])])
+    assert _is_valid_bio(pred, offsets, tagger.scheme_)
+    path = tmp_path / "crf.npz"
+    tagger.save(str(path))
+    again = SequenceTagger.load(str(path))
+    assert again.crf and again.char_filters == 8
+    np.testing.assert_allclose(again.predict_proba(tokens[75:]), proba, atol=1e-6)
+    np.testing.assert_array_equal(again.predict(tokens[75:]), pred)
