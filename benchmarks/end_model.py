@@ -194,9 +194,9 @@ def prepare(name: str) -> Prepared:
         Xs = vote_features(*Ls)
         Ys = [np.full(Ls[0].shape[0], -1), z["y_dev"].astype(np.int64),
               z["y_test"].astype(np.int64)]
+        tr, va, te = [Split(x, L, y) for x, L, y in zip(Xs, Ls, Ys, strict=True)]
         return Prepared(name, 2, "one-hot LF votes (no text in the shared data)", Ls[0],
-                        *[Split(x, L, y) for x, L, y in zip(Xs, Ls, Ys, strict=True)],
-                        module=lambda: SparseInput(Xs[0].shape[1], TFIDF_WIDTH),
+                        tr, va, te, module=lambda: SparseInput(Xs[0].shape[1], TFIDF_WIDTH),
                         has_train_gold=False)
     folder = SHARED_DATA / f"wrench_{name}"
     if name == "chemprot":
@@ -223,9 +223,9 @@ def prepare(name: str) -> Prepared:
     else:
         Xs, module = text_features([[e["text"] for e in ex] for ex in examples])
         features = "TF-IDF 1-2 grams + wordllama sentence embedding"
-    return Prepared(name, k, features, L_fit,
-                    *[Split(x, np.asarray(L, dtype=np.int64), np.asarray(y, dtype=np.int64))
-                      for x, L, y in zip(Xs, Ls, Ys, strict=True)], module=module)
+    tr, va, te = [Split(x, np.asarray(L, dtype=np.int64), np.asarray(y, dtype=np.int64))
+                  for x, L, y in zip(Xs, Ls, Ys, strict=True)]
+    return Prepared(name, k, features, L_fit, tr, va, te, module=module)
 
 
 def with_votes(Xs: list[Any], Ls: list[np.ndarray], module: Callable[[], Any]
@@ -307,7 +307,8 @@ def run_set(name: str) -> dict[str, Any]:
     # reported only (never used to fit or select): how good the training labels are
     row["label_acc"] = float(np.mean(soft.argmax(axis=1)[covered] == p.train.Y[covered])) \
         if covered.any() else float("nan")
-    targets = {"ours": (soft, p.train.L), "mv": (np.asarray(mv), p.train.L)}
+    targets: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "ours": (soft, p.train.L), "mv": (np.asarray(mv), p.train.L)}
     if p.has_train_gold:
         targets["gold"] = (p.train.Y, None)
     for label, (Y, L) in targets.items():

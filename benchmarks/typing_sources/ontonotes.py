@@ -284,7 +284,7 @@ RULES: list[tuple[str, str, Callable[[Mention], bool]]] = [
     ("people_noun", "/person", lambda m: _in(PEOPLE)(m) is not None and not _capitalised(m)),
     ("honorific", "/person", lambda m: bool(re.search(r"\b(mr|mrs|ms|dr|miss)\.?\s", _lower(m)
                                                       + " "))
-     or (m.left[-1:] and m.left[-1].lower() in ("mr.", "mrs.", "ms.", "dr."))),
+     or bool(m.left[-1:] and m.left[-1].lower() in ("mr.", "mrs.", "ms.", "dr."))),
     ("first_name", "/person", lambda m: m.words[0].lower() in FIRST_NAMES and len(m.words) >= 2
      and _capitalised(m)),
     ("title_bare", "/person/title", lambda m: _lower(m) in TITLES),
