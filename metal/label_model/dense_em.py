@@ -28,9 +28,10 @@ from metal.label_model.dense import DenseScorer, _matmul, block_rows, dense_appl
 from metal.label_model.em import (
     EMResult,
     FixedPointStop,
-    _log_prior_term,
+    _log_prior_terms,
     _source_sum,
     m_step_from_counts,
+    prior_from_mass,
 )
 
 __all__ = ["POSTERIOR_BITS", "fit_em_dense"]
@@ -179,12 +180,8 @@ abstain_pseudo_count
                               "start from a fit with positive pseudo-counts")
         # the scorer's scores are relative to class 0's table entries:
         # log P(row) = its log normaliser + the sum of class 0's entries over its votes
-        objective = log_norm + float(votes[seen] @ table[seen, 0])
-        objective += _log_prior_term(pc, log_tables)
-        if abst_pc is not None and log_abstain is not None:
-            objective += _log_prior_term(abst_pc, log_abstain)
-        if fit_prior:
-            objective += _log_prior_term(ppc, log_prior)
+        objective = log_norm + float(votes[seen] @ table[seen, 0]) + _log_prior_terms(
+            pc, log_tables, abst_pc, log_abstain, ppc, log_prior, fit_prior)
         result.objective.append(objective)
         result.n_iter = it
         result.expected_counts = (counts, mass)
@@ -195,8 +192,7 @@ abstain_pseudo_count
         log_tables, log_abstain = m_step_from_counts(counts, mass, source_sum, symbol_source, pc,
                                                      abst_pc)
         if fit_prior:
-            with np.errstate(divide="ignore"):
-                log_prior = np.log((mass + ppc) / (mass + ppc).sum())
+            log_prior = prior_from_mass(mass, ppc)
         if stop is not None and stop.converged(log_tables, log_abstain, log_prior):
             result.converged = True
             break

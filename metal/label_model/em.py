@@ -243,6 +243,26 @@ def _log_prior_term(pseudo: np.ndarray, log_values: np.ndarray) -> float:
     return float(np.sum(pseudo[mask] * log_values[mask])) if mask.any() else 0.0
 
 
+def _log_prior_terms(pseudo: np.ndarray, log_tables: np.ndarray,
+                     abstain_pseudo: np.ndarray | None, log_abstain: np.ndarray | None,
+                     prior_pseudo: np.ndarray, log_prior: np.ndarray, fit_prior: bool) -> float:
+    """The pseudo-count (Dirichlet) terms of the MAP objective: tables, the implicit abstain
+    table where modelled, and the state prior where it is fitted."""
+    total = _log_prior_term(pseudo, log_tables)
+    if abstain_pseudo is not None and log_abstain is not None:
+        total += _log_prior_term(abstain_pseudo, log_abstain)
+    if fit_prior:
+        total += _log_prior_term(prior_pseudo, log_prior)
+    return total
+
+
+def prior_from_mass(state_mass: np.ndarray, prior_pseudo: np.ndarray) -> np.ndarray:
+    """MAP log state prior from the expected ``(Y,)`` state counts and their pseudo-counts."""
+    mass = state_mass + prior_pseudo
+    with np.errstate(divide="ignore"):
+        return np.log(mass / mass.sum())
+
+
 class FixedPointStop:
     """Stop a linearly convergent iteration once it is within ``tol`` of its fixed point.
 
@@ -385,9 +405,7 @@ def fit_em(
         if not fit_prior:
             assert fixed_prior is not None
             return fixed_prior
-        mass = weighted_post.sum(axis=0) + ppc
-        with np.errstate(divide="ignore"):
-            return np.log(mass / mass.sum())
+        return prior_from_mass(weighted_post.sum(axis=0), ppc)
 
     # the M-step's A.T @ post: a CSR copy of the transpose is faster than the CSC view while
     # it is small; for large A the view avoids doubling the memory
@@ -425,11 +443,8 @@ def fit_em(
     for it in range(1, max_iter + 1):
         log_post, log_marginal = _log_posterior(A, symbol_source, log_tables, log_prior,
                                                 log_abstain)
-        objective = float(w @ log_marginal) + _log_prior_term(pc, log_tables)
-        if abst_pc is not None and log_abstain is not None:
-            objective += _log_prior_term(abst_pc, log_abstain)
-        if fit_prior:
-            objective += _log_prior_term(ppc, log_prior)
+        objective = float(w @ log_marginal) + _log_prior_terms(
+            pc, log_tables, abst_pc, log_abstain, ppc, log_prior, fit_prior)
         result.objective.append(objective)
         post = np.exp(log_post, out=log_post)  # in place: log_post is not needed again
         result.n_iter = it
