@@ -434,8 +434,7 @@ class MultiTaskLabelModel(BaseLabelModel):
                                    shape=(src.size, m))).sign()
         fire_probs = 1.0 - self.abstain_probs_
         for _ in range(MAX_WEIGHT_PASSES):
-            self.source_weights_ = weights
-            table, base = self._moment_log_tables()
+            table, base = self._moment_log_tables(weights)
             scores = base[None, :] + A @ table
             post = np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
             new = redundancy_weights(fires, post, fire_probs)
@@ -622,18 +621,19 @@ class MultiTaskLabelModel(BaseLabelModel):
         ind = coding.offsets[source] + np.arange(coding.n_values[source])
         return coding.decode(ind)[1]
 
-    def _moment_log_tables(self) -> tuple[np.ndarray, np.ndarray]:
+    def _moment_log_tables(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log tables and base of the moment posterior, each source's evidence scaled by its
+        redundancy weight in ``weights`` (``(m,)``; 1 = independent)."""
         floor = max(float(self.prob_floor), 1e-12)
         src = np.searchsorted(self.coding_.offsets, self.emitted_, side="right") - 1
         mu = np.clip(self.indicator_probs_, floor, None)
         abst = np.clip(self.abstain_probs_, floor, None)
-        # each source's evidence counts with its redundancy weight (1 = independent)
-        w = getattr(self, "source_weights_", np.ones(abst.shape[0]))
+        w = weights[src][:, None]  # per emitted indicator
         if self.model_abstains:
-            table = (np.log(mu) - np.log(abst)[src]) * w[src][:, None]
-            base = np.log(self.class_balance_) + (np.log(abst) * w[:, None]).sum(axis=0)
+            table = (np.log(mu) - np.log(abst)[src]) * w
+            base = np.log(self.class_balance_) + (np.log(abst) * weights[:, None]).sum(axis=0)
         else:  # votes enter as P(v | y), abstentions are ignored (as in LabelModel)
-            table = np.log(mu) * w[src][:, None]
+            table = np.log(mu) * w
             base = np.log(self.class_balance_)
         return table, base
 
@@ -651,7 +651,7 @@ class MultiTaskLabelModel(BaseLabelModel):
                               "fit; they were treated as abstentions", MetalWarning,
                               stacklevel=2)
             return joint_log_posterior(self.joint_fit_, self.joint_fit_.units.keys(codes))
-        table, base = self._moment_log_tables()
+        table, base = self._moment_log_tables(self.source_weights_)
         A, n_unseen = self._moment_one_hot(votes)
         out = base[None, :] + A @ table
         out -= logsumexp(out, axis=1, keepdims=True)
