@@ -325,7 +325,7 @@ class MultiTaskEndModel:
 
     def _joint_indices(self, device: torch.device) -> list[torch.Tensor] | None:
         """Per task, the ``(K,)`` value of each feasible vector (``None``: heads apart)."""
-        if self.task_graph_ is None or not getattr(self, "joint_training", True):
+        if self.task_graph_ is None or not self.joint_training:
             return None
         F = np.asarray(self.task_graph_.feasible, dtype=np.int64)
         return [torch.from_numpy(F[:, s].copy()).to(device) for s in range(F.shape[1])]
@@ -526,7 +526,7 @@ class MultiTaskEndModel:
             {t: (w if isinstance(w, str) or w is None else np.asarray(w).tolist())
              for t, w in cw.items()},
             "mask_uncovered": bool(self.mask_uncovered),
-            "joint_training": bool(getattr(self, "joint_training", True)),
+            "joint_training": bool(self.joint_training),
             "trainer": self._config().to_dict(), "seed": int(self.seed),
             "device": str(self.device), "history": self.history_,
             "best_epoch": self.best_epoch_, "best_score": self.best_score_,
