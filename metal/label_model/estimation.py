@@ -118,14 +118,23 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def initial_mu(problem: MomentProblem, K: int, strength: float = 2.0) -> np.ndarray:
+def initial_mu(problem: MomentProblem, K: int, strength: float = 2.0,
+               class_balance: np.ndarray | None = None) -> np.ndarray:
     """A "better than random" starting point: agreeing indicators fire more often.
 
-    ``mu[a, y] = means[a] * w`` with ``w = strength`` where indicator ``a`` agrees with ``y``,
-    ``1 / strength`` where it does not (linear in between); where a group's total for a class
-    exceeds 0.99 its indicators are scaled down to 0.99, and no entry is below ``1e-6``.
+    ``mu[a, y] = means[a] * w[a, y] / sum_c p_c w[a, c]`` with ``w = strength`` where indicator
+    ``a`` agrees with ``y``, ``1 / strength`` where it does not (linear in between), and ``p``
+    the class balance of the fit (uniform when it is estimated). The normalisation makes the
+    point agree with the observed first moments, ``sum_y p_y mu[a, y] = means[a]``, which the
+    fit matches exactly: the point is also the centre of the fit's ridge, and a centre that
+    contradicts the means makes the ridge pull each source's accuracy by an amount that depends
+    on its coverage and on ``K`` (unnormalised, a unipolar source's centre implied a coverage
+    ``(strength + (K - 1) / strength) / K`` times the observed one). Where a group's total for
+    a class exceeds 0.99 its indicators are scaled down to 0.99, and no entry is below ``1e-6``.
     """
     weight = 1.0 / strength + (strength - 1.0 / strength) * problem.agreement
+    p = np.full(K, 1.0 / K) if class_balance is None else np.asarray(class_balance, np.float64)
+    weight = weight / (weight @ p)[:, None]
     mu = problem.means[:, None] * weight
     # keep each group's total below 0.99 so the abstain logit stays finite
     totals = np.zeros((problem.n_groups, K))
@@ -418,7 +427,8 @@ def _fit_moments_torch(problem: MomentProblem, K: int, *, class_balance: np.ndar
     means = torch.as_tensor(problem.means, dtype=torch.float64, device=dev)
     target, weight, scale = _moment_target(problem, means, K, method, max_iter, tol, dev,
                                            seed)
-    mu_start = initial_mu(problem, K) if init_mu is None else init_mu
+    mu_start = (initial_mu(problem, K, class_balance=class_balance) if init_mu is None
+                else init_mu)
     logits0 = torch.tensor(_logits_from_mu(mu_start, problem.groups, problem.n_groups),
                            dtype=torch.float64, device=dev)
     agree = torch.as_tensor(problem.agreement, dtype=torch.float64, device=dev)
@@ -595,7 +605,8 @@ def _fit_moments_numpy(problem: MomentProblem, K: int, *, class_balance: np.ndar
     """:func:`fit_moments` for ``method="moments"`` without a projection or third moments."""
     from scipy.optimize import minimize
 
-    mu_start = initial_mu(problem, K) if init_mu is None else init_mu
+    mu_start = (initial_mu(problem, K, class_balance=class_balance) if init_mu is None
+                else init_mu)
     logits0 = _logits_from_mu(mu_start, problem.groups, problem.n_groups)
     fun = _MomentLoss(problem, K, logits0, class_balance, l2, tied)
     if tied:

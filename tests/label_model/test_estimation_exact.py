@@ -97,16 +97,27 @@ def test_initial_mu_by_hand() -> None:
     prob = MomentProblem(second=np.zeros((3, 3)), means=np.array([0.3, 0.2, 0.0]),
                          groups=np.array([0, 0, 1]), n_groups=2,
                          agreement=np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
-    # weights 2 (agrees) and 1/2 (disagrees): [[0.6, 0.15], [0.1, 0.4]]; class-0 total 0.7,
-    # class-1 total 0.55, both below 0.99, so nothing is scaled
-    np.testing.assert_allclose(initial_mu(prob, 2), [[0.6, 0.15], [0.1, 0.4], [1e-6, 1e-6]])
-    # a larger strength (4): [[1.2, 0.075], [0.05, 0.8]]; class 0 (1.25) is scaled to 0.99
-    got = initial_mu(prob, 2, strength=4.0)
-    np.testing.assert_allclose(got[:2], [[1.2 * 0.99 / 1.25, 0.075], [0.05 * 0.99 / 1.25, 0.8]])
-    # half agreement sits halfway between 1/strength and strength
+    # weights 2 (agrees) and 1/2 (disagrees), over their uniform-balance mean (2 + 1/2) / 2 =
+    # 1.25: [[0.48, 0.12], [0.08, 0.32]]; class totals 0.56 and 0.44, nothing is scaled
+    np.testing.assert_allclose(initial_mu(prob, 2), [[0.48, 0.12], [0.08, 0.32], [1e-6, 1e-6]])
+    # the point agrees with the observed means under the class balance it is given
+    p = np.array([0.7, 0.3])
+    got = initial_mu(prob, 2, class_balance=p)
+    np.testing.assert_allclose(got[:2] @ p, [0.3, 0.2])
+    np.testing.assert_allclose(got[0], 0.3 * np.array([2.0, 0.5]) / (2.0 * 0.7 + 0.5 * 0.3))
+    # a larger strength (4) on busier indicators: weights 4 and 1/4 over 2.125 give class 0 a
+    # total of (0.9 * 4 + 0.6 / 4) / 2.125 > 0.99, scaled down to 0.99; class 1 likewise
+    busy = MomentProblem(second=np.zeros((2, 2)), means=np.array([0.9, 0.6]),
+                         groups=np.array([0, 0]), n_groups=1,
+                         agreement=np.array([[1.0, 0.0], [0.0, 1.0]]))
+    raw = np.array([[0.9 * 4, 0.9 / 4], [0.6 / 4, 0.6 * 4]]) / 2.125
+    got = initial_mu(busy, 2, strength=4.0)
+    np.testing.assert_allclose(got, raw * 0.99 / raw.sum(axis=0))
+    # half agreement sits halfway between 1/strength and strength: weights 1.25 and 0.5, mean
+    # 0.875
     half = MomentProblem(second=np.zeros((1, 1)), means=np.array([0.1]), groups=np.array([0]),
                          n_groups=1, agreement=np.array([[0.5, 0.0]]))
-    np.testing.assert_allclose(initial_mu(half, 2), [[0.1 * 1.25, 0.05]])
+    np.testing.assert_allclose(initial_mu(half, 2), [[0.1 * 1.25 / 0.875, 0.1 * 0.5 / 0.875]])
 
 
 def test_parameterisation_is_a_softmax_with_abstain_and_never_overflows() -> None:
@@ -165,7 +176,7 @@ def test_known_balance_recovers_the_parameters_and_reports_its_objective() -> No
 
 def test_iteration_budget_and_tolerance_are_obeyed() -> None:
     prob, mu = simple(3, 2, P2)
-    start = initial_mu(prob, 2)
+    start = initial_mu(prob, 2, class_balance=P2)
     # a tolerance already met at the start: no step, the start and its objective come back
     idle = fit_moments(prob, 2, class_balance=P2, tol=1e6)
     assert idle.n_iter == 0
@@ -180,7 +191,7 @@ def test_iteration_budget_and_tolerance_are_obeyed() -> None:
 
 def test_l2_ridge_pulls_the_fit_to_its_start() -> None:
     prob, mu = simple(3, 2, P2)
-    start = initial_mu(prob, 2)
+    start = initial_mu(prob, 2, class_balance=P2)
     pinned = fit_moments(prob, 2, class_balance=P2, l2=1e6)
     np.testing.assert_allclose(pinned.mu, start, atol=1e-4)
     light = fit_moments(prob, 2, class_balance=P2, l2=0.5)
@@ -271,7 +282,7 @@ def test_projection_ties_the_classes_a_source_cannot_tell_apart() -> None:
             np.testing.assert_array_equal(block, block[0])
     # the start of a projected fit is the block mean of the untied start's logits
     idle = fit_moments(prob, 4, class_balance=p, projection=projection, tol=1e6)
-    logits0 = _logits_from_mu(initial_mu(prob, 4), prob.groups, prob.n_groups)
+    logits0 = _logits_from_mu(initial_mu(prob, 4, class_balance=p), prob.groups, prob.n_groups)
     means = np.zeros_like(logits0)
     for a in range(12):
         for b in range(2):
