@@ -253,8 +253,10 @@ def interpretation(rows: list[list[object]], names: list[str]) -> list[str]:
         "modelled, so its two accuracy column pairs are the same model); its label-free rule "
         "(BIC between free, tied, one-coin and projected tables, rejection of fits whose votes "
         "are not better than random or depend on the EM start, moment fallback) is recorded "
-        "per fit in `em_choice_`. The moment fallback weights each source's evidence by its "
-        "label-free redundancy weight "
+        "per fit in `em_choice_`. The moment fallback fits one-coin tables (`tie='exact'`: "
+        "per vote one probability under the feasible vectors it names, one under the others, "
+        "started at 'right with probability 0.7', so a fine type's vote outweighs its coarse "
+        "type's) and weights each source's evidence by its label-free redundancy weight "
         "(`metal/label_model/redundancy.py`: 1 / (1 + its significant positive residual "
         "correlations given Y); mean weights in the choice lines above).")
     return lines

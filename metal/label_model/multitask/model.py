@@ -60,6 +60,12 @@ AUTO_TABLES = ("free", "tied", "exact", "projected")
 MIN_START_AGREEMENT = 0.95
 #: passes of "posterior, then redundancy weights" after a moment fit
 MAX_WEIGHT_PASSES = 5
+#: the moment fit EM starts from (``start="moments"``, and the second start of the
+#: identifiability check). Not the one-coin ``tie="exact"`` of the moment estimator: its
+#: start gives a rare fine source's vote the full weight of naming one vector, which puts EM
+#: in the same basin as the majority-vote start where a fine type absorbs its parent's mass
+#: (tests/label_model/test_multitask_safeguard.py), so the check would no longer see it
+START_TIE = "linear"
 
 
 class MultiTaskLabelModel(BaseLabelModel):
@@ -91,7 +97,8 @@ class MultiTaskLabelModel(BaseLabelModel):
     is its whole vote vector, *abstain included*, with a free table ``P(symbol | y_j)``: this
     expresses sources that fire only on their own branch (their silence is evidence about the
     coarse level), sources voting on several levels and unipolar sources. ``"moments"``: the
-    MeTaL second-moment fit (``tie``, ``method``, ``l2``, ``model_abstains`` apply to it only).
+    MeTaL second-moment fit (``tie``, ``method``, ``l2``, ``model_abstains`` apply to it only),
+    by default one-coin tables (``tie="exact"``).
     Its posterior weights each source's evidence by a label-free *redundancy weight*
     (:mod:`metal.label_model.redundancy`): ``1 / (1 + sum of the source's significantly
     positive residual correlations given Y)``, so ``r`` copies of a source count about once
@@ -100,10 +107,10 @@ class MultiTaskLabelModel(BaseLabelModel):
     With a single task the model *is* :class:`~metal.label_model.LabelModel`: ``fit``
     delegates to ``LabelModel(cardinality=k, seed=seed, dependencies=dependencies,
     source_names=source_names, chunk_rows=chunk_rows, device=device)`` (kept as
-    ``label_model_``), with its defaults unless ``method``, ``tie`` (``"linear"`` = tied, else
-    full), ``model_abstains``, ``prob_floor``, ``max_iter``, ``tol`` or ``l2`` were changed
-    from theirs (``estimator="moments"`` adds ``mode="moments"``), so both give identical
-    outputs.
+    ``label_model_``), with its defaults unless ``method``, ``tie`` (``"exact"`` or
+    ``"linear"`` = tied, else full), ``model_abstains``, ``prob_floor``, ``max_iter``,
+    ``tol`` or ``l2`` were changed from theirs (``estimator="moments"`` adds
+    ``mode="moments"``), so both give identical outputs.
 
     Parameters
     ----------
@@ -136,9 +143,16 @@ class MultiTaskLabelModel(BaseLabelModel):
     em_max_iter, em_tol
         EM budget and relative tolerance on the objective.
     method, tie, model_abstains, l2, max_iter, tol
-        Moment-fit settings (``estimator="moments"``, or ``start="moments"``). ``tie``:
-        ``"none"`` (free table), ``"coverage"``, ``"agreement"`` or ``"linear"`` (two
-        parameters per code, logit linear in the agreement with the truth).
+        Moment-fit settings (``estimator="moments"``, or ``start="moments"``). ``tie``
+        (moment estimator only; EM's moment start is always ``"linear"``, see
+        ``START_TIE``): ``"exact"`` (default: the one-coin model, two parameters per code: one
+        under the feasible vectors the vote names, one under all others; started, and held
+        by ``l2``, at "the vote is right with probability 0.7" under the prior, so a vote is
+        evidence in proportion to how much of the feasible set it rules out: a fine type's
+        vote more than its coarse type's), ``"linear"`` (two parameters per code, logit linear
+        in the share of the vote's tasks that agree with the truth: a fine vote's evidence
+        against a sibling type is half that against another branch), ``"none"`` (free
+        table), ``"coverage"`` or ``"agreement"``.
         ``model_abstains`` (moment estimator only): an abstention enters the posterior.
     prob_floor
         Lower bound on the moment estimator's probabilities used in prediction.
@@ -191,7 +205,7 @@ class MultiTaskLabelModel(BaseLabelModel):
         em_max_iter: int = 300,
         em_tol: float = 1e-8,
         method: str = "moments",
-        tie: str = "linear",
+        tie: str = "exact",
         model_abstains: bool = False,
         prob_floor: float = 1e-3,
         max_iter: int = 500,
@@ -378,7 +392,7 @@ class MultiTaskLabelModel(BaseLabelModel):
         ours = {"method": self.method, "model_abstains": self.model_abstains,
                 "prob_floor": self.prob_floor, "max_iter": self.max_iter, "tol": self.tol,
                 "l2": self.l2,
-                "parameterization": "tied" if self.tie == "linear" else "full"}
+                "parameterization": "tied" if self.tie in ("linear", "exact") else "full"}
         defaults = {"method": "moments", "model_abstains": False, "prob_floor": 1e-3,
                     "max_iter": 500, "tol": 1e-10, "l2": 0.1, "parameterization": "tied"}
         out = {k: v for k, v in ours.items() if v != defaults[k]}
@@ -467,7 +481,8 @@ class MultiTaskLabelModel(BaseLabelModel):
         K = g.n_feasible
         if start == "moments":
             stats = coding.statistics(L_votes, int(self.chunk_rows))
-            res = fit_joint_moments(stats, coding, g.feasible, None, tie=self.tie,
+            # always the agreement-linear fit (see START_TIE), whatever ``tie`` says
+            res = fit_joint_moments(stats, coding, g.feasible, None, tie=START_TIE,
                                     method=self.method, max_iter=int(self.max_iter),
                                     tol=float(self.tol), l2=float(self.l2), device=self.device,
                                     seed=int(self.seed))
