@@ -81,6 +81,28 @@ def _matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False,
     return out
 
 
+def _operand(a: np.ndarray) -> Any:
+    """``a`` as an operand of :func:`_product`: a torch tensor sharing its memory where
+    ``torch._int_mm`` works, else ``a`` itself. Work buffers are wrapped once, and each block
+    slices the wrapped buffer, so the per-product conversion of :func:`_matmul` is not paid
+    thousands of times per pass."""
+    if _int_mm() is False:
+        return a
+    import torch
+
+    return torch.from_numpy(a)
+
+
+def _product(a: Any, b: Any, out: Any, transpose_a: bool = False) -> None:
+    """:func:`_matmul` on operands from :func:`_operand` (slices of them), into ``out``."""
+    mm = _int_mm()
+    if mm is not False:
+        mm(a.T if transpose_a else a, b, out=out)
+        return
+    fa = a.astype(np.float64)
+    out[...] = ((fa.T if transpose_a else fa) @ b.astype(np.float64)).astype(np.int32)
+
+
 def dense_applicable(L: Any, n_indicators: int) -> bool:
     """Whether ``L`` is a dense integer block small enough in ``m*k`` for these kernels."""
     return (isinstance(L, np.ndarray) and L.ndim == 2 and L.dtype.kind in "iu"
@@ -124,18 +146,23 @@ class DenseCounter:
         self.n_rows = 0
         self._buf: np.ndarray | None = None
         self._prod = np.empty((self.m, self.m), dtype=np.int32)
+        self._ops: tuple[Any, Any] | None = None  # the buffers as product operands
 
     def add(self, L: np.ndarray) -> DenseCounter:
         """Count the rows of a validated dense ``(rows, m)`` block."""
         n, k = L.shape[0], self.k
         if self._buf is None:
             self._buf = np.empty((k, min(self.rows, max(n, 1)), self.m), dtype=np.int8)
+        if self._ops is None:
+            self._ops = (_operand(self._buf), _operand(self._prod))
+        op_x, op_g = self._ops
+        g = self._prod
         step = self._buf.shape[1]
         for start in range(0, n, step):
-            X = _indicators(L[start:start + step], k, self._buf)
+            r = _indicators(L[start:start + step], k, self._buf).shape[1]
             for v in range(k):
                 for w in range(v, k):
-                    g = _matmul(X[v], X[w], transpose_a=True, out=self._prod)
+                    _product(op_x[v, :r], op_x[w, :r], op_g, transpose_a=True)
                     self.gram[:, v, :, w] += g
                     if w != v:
                         self.gram[:, w, :, v] += g.T
@@ -231,6 +258,7 @@ class DenseScorer:
                     "B": np.empty((k, rows)), "E": np.empty((k, rows)),
                     "top": np.empty(rows), "tot": np.empty(rows)}
             self._bufs = bufs
+            self._ops = {name: _operand(bufs[name]) for name in ("X", "S", "T")}
         return bufs
 
     def log_proba(self, L: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -272,9 +300,10 @@ class DenseScorer:
         m, k = self.m, self.k
         rows = min(block_rows(m * k, n), max(n, 1))
         bufs = self._buffers(rows)
+        ops = self._ops
         # the weights' rows are value-major (v * m + i): one slab of m rows per value
         if not hasattr(self, "_slabs"):
-            self._slabs = [np.ascontiguousarray(self.weights[v * m:(v + 1) * m])
+            self._slabs = [_operand(np.ascontiguousarray(self.weights[v * m:(v + 1) * m]))
                            for v in range(k)]
             # digit sums -> the scores of classes 1..k-1 (class 0 is the reference: score 0)
             self._combine_t = np.ascontiguousarray(self.combine.T)
@@ -283,9 +312,11 @@ class DenseScorer:
             X = _indicators(L[start:start + rows], k, bufs["X"])
             r = X.shape[1]
             S, T, F = bufs["S"][:r], bufs["T"][:r], bufs["F"][:r]
-            _matmul(X[0], slabs[0], out=S)
+            op_x, op_s, op_t = ops["X"], ops["S"][:r], ops["T"][:r]
+            _product(op_x[0, :r], slabs[0], op_s)
             for v in range(1, k):
-                S += _matmul(X[v], slabs[v], out=T)
+                _product(op_x[v, :r], slabs[v], op_t)
+                S += T
             n_unseen = int(S[:, -1].sum()) if self.has_unseen else 0
             np.copyto(F, S)
             # class-major (k, r), so the normalisation runs on contiguous rows

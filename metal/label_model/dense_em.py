@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from metal.errors import ConfigError
-from metal.label_model.dense import DenseScorer, _matmul, block_rows, dense_applicable
+from metal.label_model.dense import DenseScorer, _operand, _product, block_rows, dense_applicable
 from metal.label_model.em import (
     EMResult,
     FixedPointStop,
@@ -59,6 +59,7 @@ class _CountPass:
         self.prod = np.empty((self.n_cols, n_sources), dtype=np.int32)
         self.sums = np.zeros((k, self.n_cols, n_sources), dtype=np.int64)  # [v, col, i]
         self.mass = np.zeros(k)
+        self._ops = (_operand(self.digits), _operand(self.prod))
 
     def add(self, X: np.ndarray, E: np.ndarray, total: np.ndarray) -> None:
         """One block: ``X`` ``(k, r, m)`` indicators and the posterior ``E / total`` (``E``
@@ -69,18 +70,22 @@ class _CountPass:
         inv *= _SCALE
         q = self.q[:, :r]
         np.rint(np.multiply(E[1:], inv, out=self.scaled[:, :r]), out=q, casting="unsafe")
+        op_d, op_p = self._ops
         if r == self.digits.shape[1]:
             D = self.digits
         else:  # a last, shorter block: a contiguous buffer of its size
             D = np.empty((self.n_cols, r), dtype=np.int8)
             D[-1] = 1
+            op_d = _operand(D)
         per_class = D[:-1].reshape(k - 1, N_DIGITS, r)  # [y - 1, d]
         shifted = self.shifted[:, :r]
         for d in range(N_DIGITS):  # all classes at once, digit by digit
             np.right_shift(q, DIGIT_BITS * d, out=shifted)
             np.bitwise_and(shifted, 2**DIGIT_BITS - 1, out=per_class[:, d], casting="unsafe")
+        op_x = _operand(X)  # a view of the scorer's indicator buffer
         for v in range(k):
-            self.sums[v] += _matmul(D, X[v], out=self.prod)
+            _product(op_d, op_x[v], op_p)
+            self.sums[v] += self.prod
 
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Expected ``(m*k, k)`` symbol counts and ``(k,)`` state counts of the pass."""
