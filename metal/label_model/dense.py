@@ -142,7 +142,11 @@ class DenseCounter:
     def __init__(self, n_sources: int, cardinality: int, n_rows: int | None = None) -> None:
         self.m, self.k = int(n_sources), int(cardinality)
         self.rows = block_rows(self.m * self.k, n_rows)
-        self.gram = np.zeros((self.m, self.k, self.m, self.k), dtype=np.int64)  # [i, v, j, w]
+        # one contiguous (m, m) accumulator per value pair v <= w (the others are transposes):
+        # adding a block's product to it is one contiguous add, not a strided one into the
+        # (m, k, m, k) matrix
+        self._pairs = [(v, w) for v in range(self.k) for w in range(v, self.k)]
+        self._acc = np.zeros((len(self._pairs), self.m, self.m), dtype=np.int64)
         self.n_rows = 0
         self._buf: np.ndarray | None = None
         self._prod = np.empty((self.m, self.m), dtype=np.int32)
@@ -160,17 +164,20 @@ class DenseCounter:
         step = self._buf.shape[1]
         for start in range(0, n, step):
             r = _indicators(L[start:start + step], k, self._buf).shape[1]
-            for v in range(k):
-                for w in range(v, k):
-                    _product(op_x[v, :r], op_x[w, :r], op_g, transpose_a=True)
-                    self.gram[:, v, :, w] += g
-                    if w != v:
-                        self.gram[:, w, :, v] += g.T
+            for p, (v, w) in enumerate(self._pairs):
+                _product(op_x[v, :r], op_x[w, :r], op_g, transpose_a=True)
+                self._acc[p] += g
         self.n_rows += n
         return self
 
     def cooccurrence(self) -> np.ndarray:
-        return self.gram.reshape(self.m * self.k, self.m * self.k)
+        m, k = self.m, self.k
+        gram = np.empty((m, k, m, k), dtype=np.int64)  # [i, v, j, w]
+        for p, (v, w) in enumerate(self._pairs):
+            gram[:, v, :, w] = self._acc[p]
+            if w != v:
+                gram[:, w, :, v] = self._acc[p].T
+        return gram.reshape(m * k, m * k)
 
 
 def dense_cooccurrence(L: np.ndarray, cardinality: int) -> np.ndarray:
