@@ -30,8 +30,10 @@ from metal.label_model.statistics import SourceStatistics
 
 # m*k up to which the dense (m*k)^2 integer product beats the sparse one
 MAX_DENSE_INDICATORS = 1024
-# bytes of the int8 indicator block processed at once (larger blocks are no faster)
-MAX_BLOCK_BYTES = 4 * 2**20
+# bytes of the int8 indicator block processed at once: about a core's L2 cache, so the block
+# and its work buffers stay in cache between the comparisons and the products (4 MiB blocks
+# were ~8% slower per pass at m*k = 150; smaller ones no faster)
+MAX_BLOCK_BYTES = 2**20
 # fewest rows per block when a short matrix's blocks are sized down to an eighth of it
 MIN_BLOCK_ROWS = 1024
 # signed base-256 digits of the fixed-point log-likelihood table (40 bits)
@@ -79,6 +81,28 @@ def _matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False,
     return out
 
 
+def _operand(a: np.ndarray) -> Any:
+    """``a`` as an operand of :func:`_product`: a torch tensor sharing its memory where
+    ``torch._int_mm`` works, else ``a`` itself. Work buffers are wrapped once, and each block
+    slices the wrapped buffer, so the per-product conversion of :func:`_matmul` is not paid
+    thousands of times per pass."""
+    if _int_mm() is False:
+        return a
+    import torch
+
+    return torch.from_numpy(a)
+
+
+def _product(a: Any, b: Any, out: Any, transpose_a: bool = False) -> None:
+    """:func:`_matmul` on operands from :func:`_operand` (slices of them), into ``out``."""
+    mm = _int_mm()
+    if mm is not False:
+        mm(a.T if transpose_a else a, b, out=out)
+        return
+    fa = a.astype(np.float64)
+    out[...] = ((fa.T if transpose_a else fa) @ b.astype(np.float64)).astype(np.int32)
+
+
 def dense_applicable(L: Any, n_indicators: int) -> bool:
     """Whether ``L`` is a dense integer block small enough in ``m*k`` for these kernels."""
     return (isinstance(L, np.ndarray) and L.ndim == 2 and L.dtype.kind in "iu"
@@ -118,30 +142,42 @@ class DenseCounter:
     def __init__(self, n_sources: int, cardinality: int, n_rows: int | None = None) -> None:
         self.m, self.k = int(n_sources), int(cardinality)
         self.rows = block_rows(self.m * self.k, n_rows)
-        self.gram = np.zeros((self.m, self.k, self.m, self.k), dtype=np.int64)  # [i, v, j, w]
+        # one contiguous (m, m) accumulator per value pair v <= w (the others are transposes):
+        # adding a block's product to it is one contiguous add, not a strided one into the
+        # (m, k, m, k) matrix
+        self._pairs = [(v, w) for v in range(self.k) for w in range(v, self.k)]
+        self._acc = np.zeros((len(self._pairs), self.m, self.m), dtype=np.int64)
         self.n_rows = 0
         self._buf: np.ndarray | None = None
         self._prod = np.empty((self.m, self.m), dtype=np.int32)
+        self._ops: tuple[Any, Any] | None = None  # the buffers as product operands
 
     def add(self, L: np.ndarray) -> DenseCounter:
         """Count the rows of a validated dense ``(rows, m)`` block."""
         n, k = L.shape[0], self.k
         if self._buf is None:
             self._buf = np.empty((k, min(self.rows, max(n, 1)), self.m), dtype=np.int8)
+        if self._ops is None:
+            self._ops = (_operand(self._buf), _operand(self._prod))
+        op_x, op_g = self._ops
+        g = self._prod
         step = self._buf.shape[1]
         for start in range(0, n, step):
-            X = _indicators(L[start:start + step], k, self._buf)
-            for v in range(k):
-                for w in range(v, k):
-                    g = _matmul(X[v], X[w], transpose_a=True, out=self._prod)
-                    self.gram[:, v, :, w] += g
-                    if w != v:
-                        self.gram[:, w, :, v] += g.T
+            r = _indicators(L[start:start + step], k, self._buf).shape[1]
+            for p, (v, w) in enumerate(self._pairs):
+                _product(op_x[v, :r], op_x[w, :r], op_g, transpose_a=True)
+                self._acc[p] += g
         self.n_rows += n
         return self
 
     def cooccurrence(self) -> np.ndarray:
-        return self.gram.reshape(self.m * self.k, self.m * self.k)
+        m, k = self.m, self.k
+        gram = np.empty((m, k, m, k), dtype=np.int64)  # [i, v, j, w]
+        for p, (v, w) in enumerate(self._pairs):
+            gram[:, v, :, w] = self._acc[p]
+            if w != v:
+                gram[:, w, :, v] = self._acc[p].T
+        return gram.reshape(m * k, m * k)
 
 
 def dense_cooccurrence(L: np.ndarray, cardinality: int) -> np.ndarray:
@@ -229,6 +265,7 @@ class DenseScorer:
                     "B": np.empty((k, rows)), "E": np.empty((k, rows)),
                     "top": np.empty(rows), "tot": np.empty(rows)}
             self._bufs = bufs
+            self._ops = {name: _operand(bufs[name]) for name in ("X", "S", "T")}
         return bufs
 
     def log_proba(self, L: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -257,36 +294,42 @@ class DenseScorer:
             out[start:start + block.post.shape[1]] = block.post.T
         return out, n_unseen
 
-    def blocks(self, L: np.ndarray, log: bool = True) -> Iterator[tuple[int, ScoredBlock]]:
+    def blocks(self, L: np.ndarray, log: bool = True, normalize: bool = True
+               ) -> Iterator[tuple[int, ScoredBlock]]:
         """Score ``L`` block by block: ``(first row, ScoredBlock)`` for each block, with the
         log posterior (``log=True``) or the posterior.
 
+        With ``log=False, normalize=False`` the block's ``post`` is ``exp(score - top)``, not
+        yet divided by ``total`` (for a caller that scales each row anyway: one pass less).
         The block's arrays are work buffers, overwritten by the next block.
         """
         n = L.shape[0]
         m, k = self.m, self.k
         rows = min(block_rows(m * k, n), max(n, 1))
         bufs = self._buffers(rows)
+        ops = self._ops
         # the weights' rows are value-major (v * m + i): one slab of m rows per value
         if not hasattr(self, "_slabs"):
-            self._slabs = [np.ascontiguousarray(self.weights[v * m:(v + 1) * m])
+            self._slabs = [_operand(np.ascontiguousarray(self.weights[v * m:(v + 1) * m]))
                            for v in range(k)]
-            # digit sums -> all k class scores (class 0 is the reference: a zero row)
-            self._combine_t = np.ascontiguousarray(
-                np.concatenate([np.zeros((self.combine.shape[0], 1)), self.combine], axis=1).T)
+            # digit sums -> the scores of classes 1..k-1 (class 0 is the reference: score 0)
+            self._combine_t = np.ascontiguousarray(self.combine.T)
         slabs = self._slabs
         for start in range(0, n, rows):
             X = _indicators(L[start:start + rows], k, bufs["X"])
             r = X.shape[1]
             S, T, F = bufs["S"][:r], bufs["T"][:r], bufs["F"][:r]
-            _matmul(X[0], slabs[0], out=S)
+            op_x, op_s, op_t = ops["X"], ops["S"][:r], ops["T"][:r]
+            _product(op_x[0, :r], slabs[0], op_s)
             for v in range(1, k):
-                S += _matmul(X[v], slabs[v], out=T)
+                _product(op_x[v, :r], slabs[v], op_t)
+                S += T
             n_unseen = int(S[:, -1].sum()) if self.has_unseen else 0
             np.copyto(F, S)
             # class-major (k, r), so the normalisation runs on contiguous rows
             B, E, top, tot = bufs["B"][:, :r], bufs["E"][:, :r], bufs["top"][:r], bufs["tot"][:r]
-            np.matmul(self._combine_t, F.T, out=B)
+            np.matmul(self._combine_t, F.T, out=B[1:])
+            B[0] = 0.0
             B += self.base[:, None]
             np.max(B, axis=0, out=top)
             B -= top
@@ -295,8 +338,10 @@ class DenseScorer:
             if log:
                 B -= np.log(tot, out=E[0])  # E is scratch from here on
                 post = B
-            else:
+            elif normalize:
                 post = np.divide(E, tot, out=E)
+            else:
+                post = E
             yield start, ScoredBlock(X=X, post=post, top=top, total=tot, n_unseen=n_unseen)
 
 

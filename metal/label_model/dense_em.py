@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from metal.errors import ConfigError
-from metal.label_model.dense import DenseScorer, _matmul, block_rows, dense_applicable
+from metal.label_model.dense import DenseScorer, _operand, _product, block_rows, dense_applicable
 from metal.label_model.em import (
     EMResult,
     FixedPointStop,
@@ -51,28 +51,41 @@ class _CountPass:
         # digit rows: (class y >= 1, digit d) at (y - 1) * N_DIGITS + d, then one row of ones
         self.n_cols = (k - 1) * N_DIGITS + 1
         self.digits = np.empty((self.n_cols, rows), dtype=np.int8)
+        self.digits[-1] = 1  # the ones row: never overwritten
         self.q = np.empty((k - 1, rows), dtype=np.int32)
+        self.shifted = np.empty((k - 1, rows), dtype=np.int32)
+        self.scaled = np.empty((k - 1, rows))
+        self.inv = np.empty(rows)
         self.prod = np.empty((self.n_cols, n_sources), dtype=np.int32)
         self.sums = np.zeros((k, self.n_cols, n_sources), dtype=np.int64)  # [v, col, i]
         self.mass = np.zeros(k)
+        self._ops = (_operand(self.digits), _operand(self.prod))
 
-    def add(self, X: np.ndarray, P: np.ndarray) -> None:
-        """One block: ``X`` ``(k, r, m)`` indicators, ``P`` ``(k, r)`` posterior, class-major."""
-        k, r = self.k, P.shape[1]
-        self.mass += P.sum(axis=1)
+    def add(self, X: np.ndarray, E: np.ndarray, total: np.ndarray) -> None:
+        """One block: ``X`` ``(k, r, m)`` indicators and the posterior ``E / total`` (``E``
+        ``(k, r)`` class-major, ``total`` ``(r,)``), each row scaled once, not divided first."""
+        k, r = self.k, E.shape[1]
+        inv = np.divide(1.0, total, out=self.inv[:r])
+        self.mass += E @ inv
+        inv *= _SCALE
         q = self.q[:, :r]
-        np.rint(P[1:] * _SCALE, out=q, casting="unsafe")
-        D = self.digits[:, :r] if r == self.digits.shape[1] else np.empty(
-            (self.n_cols, r), dtype=np.int8)
-        for y in range(k - 1):
-            for d in range(N_DIGITS):
-                np.bitwise_and(q[y] >> (DIGIT_BITS * d), 2**DIGIT_BITS - 1,
-                               out=D[y * N_DIGITS + d], casting="unsafe")
-        D[-1] = 1
-        if not D.flags.c_contiguous:
-            D = np.ascontiguousarray(D)
+        np.rint(np.multiply(E[1:], inv, out=self.scaled[:, :r]), out=q, casting="unsafe")
+        op_d, op_p = self._ops
+        if r == self.digits.shape[1]:
+            D = self.digits
+        else:  # a last, shorter block: a contiguous buffer of its size
+            D = np.empty((self.n_cols, r), dtype=np.int8)
+            D[-1] = 1
+            op_d = _operand(D)
+        per_class = D[:-1].reshape(k - 1, N_DIGITS, r)  # [y - 1, d]
+        shifted = self.shifted[:, :r]
+        for d in range(N_DIGITS):  # all classes at once, digit by digit
+            np.right_shift(q, DIGIT_BITS * d, out=shifted)
+            np.bitwise_and(shifted, 2**DIGIT_BITS - 1, out=per_class[:, d], casting="unsafe")
+        op_x = _operand(X)  # a view of the scorer's indicator buffer
         for v in range(k):
-            self.sums[v] += _matmul(D, X[v], out=self.prod)
+            _product(op_d, op_x[v], op_p)
+            self.sums[v] += self.prod
 
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Expected ``(m*k, k)`` symbol counts and ``(k,)`` state counts of the pass."""
@@ -170,8 +183,8 @@ abstain_pseudo_count
         scorer = DenseScorer(np.where(seen[:, None], table, 0.0), base, m, k)
         gather = _CountPass(m, k, rows)
         log_norm = 0.0
-        for _, block in scorer.blocks(L, log=False):
-            gather.add(block.X, block.post)
+        for _, block in scorer.blocks(L, log=False, normalize=False):
+            gather.add(block.X, block.post, block.total)
             log_norm += float(block.top.sum() + np.log(block.total).sum())
         counts, mass = gather.counts()
         votes = counts.sum(axis=1)

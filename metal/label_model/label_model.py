@@ -524,16 +524,16 @@ class LabelModel(BaseLabelModel):
         abstain = chosen == "em_abstain"
         center = (prior_center(data, moment_tables, float(self.prob_floor))
                   if moment_tables is not None and not abstain else None)
-        res = run_em(data, start, data.counts.astype(np.float64), abstain, fixed, max_iter,
+        res = run_em(data, start, weights, abstain, fixed, max_iter,
                      em_tol, self._prior_pseudo, init=None if warm is None else warm[0],
                      center=center,
                      param_tol=None if warm is None else WARM_PARAM_TOL / np.sqrt(n_rows))
         if warm is None:
             assert start is not None
-            perm = keep_class_names(start, res, data.counts.astype(np.float64), k)
+            perm = keep_class_names(start, res, weights, k)
         else:  # the warm start's states: named on the thinned rows
             perm = warm[1]
-        tables = em_tables(data, res, abstain, data.counts.astype(np.float64), perm)
+        tables = em_tables(data, res, abstain, weights, perm)
         coding = SourceCoding(lm.n_sources, k)
         emitted = np.flatnonzero(data.vote_counts() > 0)
         evidence = "votes_and_abstains" if abstain else "votes_given_voted"

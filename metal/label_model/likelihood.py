@@ -251,11 +251,12 @@ def thin_rows(data: VoteData, seed: int) -> tuple[VoteData, np.ndarray | None]:
     if seed not in memo:
         rng = np.random.default_rng(seed)
         if n_rows == data.counts.shape[0]:  # every count is 1: a Bernoulli draw is quicker
-            thinned = (rng.random(n_rows) < RULE_MAX_ROWS / n_rows).astype(np.int64)
+            keep = np.flatnonzero(rng.random(n_rows) < RULE_MAX_ROWS / n_rows)
+            memo[seed] = (data.take(keep, np.ones(keep.size, dtype=np.int64)), keep)
         else:
             thinned = rng.binomial(data.counts, RULE_MAX_ROWS / n_rows)
-        keep = np.flatnonzero(thinned > 0)
-        memo[seed] = (data.take(keep, thinned[keep]), keep)
+            keep = np.flatnonzero(thinned > 0)
+            memo[seed] = (data.take(keep, thinned[keep]), keep)
     return memo[seed]
 
 

@@ -84,7 +84,7 @@ def test_dense_scorer_writes_into_out_in_pieces_and_equals_the_sparse_path() -> 
 def test_block_rows_shrink_with_short_matrices_and_counter_reuses_buffers() -> None:
     big = dense.block_rows(200)
     assert big * 200 <= dense.MAX_BLOCK_BYTES
-    assert dense.block_rows(200, 100_000) == 12_500  # an eighth of the rows
+    assert dense.block_rows(200, 20_000) == 2_500  # an eighth of the rows
     assert dense.block_rows(200, 1000) == dense.MIN_BLOCK_ROWS
     assert dense.block_rows(200, 10**9) == big
     data = make_synthetic(n=7000, m=5, cardinality=3, seed=2)
