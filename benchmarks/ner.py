@@ -11,6 +11,9 @@ or, on two cores, two runs over disjoint sets in parallel and one table::
     python benchmarks/ner.py --sets laptopreview,mit_restaurants,ontonotes --save-rows b.json
     wait; python benchmarks/ner.py --combine a.json b.json
 
+``--no-gold`` skips the gold-trained tagger (half the time; such a run never writes
+RESULTS.md).
+
 Protocol (no gold label is used by anything but the "gold" column and the final scores):
 
 * The label model is fitted on the votes and words of the unlabeled training split
@@ -21,7 +24,8 @@ Protocol (no gold label is used by anything but the "gold" column and the final 
 * Scores are on ``test``. ontonotes ships only ``valid`` (5000 sentences): its first 4000
   sentences are the training split and the last 1000 the test split.
 * The tagger (``SequenceTagger`` defaults: BiLSTM-CRF over wordllama vectors, word
-  embeddings, a character CNN and shape features) is trained on the label model's token
+  embeddings, a character CNN and shape features, validated and predicting with a moving
+  average of its weights) is trained on the label model's token
   posteriors over the training split; 10% of the training sentences (seeded) are held out to
   pick the epoch by span F1 *against the label model's predictions* (label-free, patience 5);
   all remaining sentences train it, for about 500k token updates (``tagger_epochs``: 500k /
@@ -286,8 +290,9 @@ def report(rows: list[dict[str, object]], total: float, write: bool, parts: int 
                   "sequence sets; see the script's docstring for the protocol. The label "
                   "model is metal.sequence.SequenceLabelModel with its defaults; the end "
                   "model is metal.sequence.SequenceTagger with its defaults (wordllama "
-                  "vectors, word embeddings, character CNN, shape features, BiLSTM-CRF; "
-                  "sequences cut to at most 64 tokens; all training sentences for about "
+                  "vectors, word embeddings, character CNN, shape features, BiLSTM-CRF, "
+                  "moving average of the weights; sequences cut to at most 64 tokens; "
+                  "all training sentences for about "
                   f"{TAGGER_TOKEN_UPDATES // 1000}k token updates, {MIN_EPOCHS} to "
                   f"{MAX_EPOCHS} epochs) trained on the label model's token posteriors. "
                   "Times are wall-clock seconds on the shared "
