@@ -330,14 +330,15 @@ def test_tagger_learns_from_soft_labels_and_decodes_valid_bio() -> None:
     Y = np.asarray(tags)
     soft = np.full((Y.size, 5), 0.05)
     soft[np.arange(Y.size), Y] = 0.8  # soft targets whose argmax is the truth
-    tagger = SequenceTagger(TAGS, vectors="none", hidden=8, word_dim=8, n_epochs=5,
+    # 10 epochs: the default weight average lags the last steps by about an epoch
+    tagger = SequenceTagger(TAGS, vectors="none", hidden=8, word_dim=8, n_epochs=10,
                             lr=2e-2, batch_size=8, patience=None,
                             seed=0).fit(tokens[:60], soft[: 60 * 5])
     pred = tagger.predict(tokens[60:])
     offsets = np.arange(0, 20 * 5 + 1, 5)
     assert _is_valid_bio(pred, offsets, tagger.scheme_)
     assert tagger.score(tokens[60:], Y[300:]).f1 > 0.9
-    assert len(tagger.history_) == 5
+    assert len(tagger.history_) == 10
     with pytest.raises(LabelMatrixError, match="expected"):
         SequenceTagger(TAGS, vectors="none").fit(tokens[:10], soft[:7])
     with pytest.raises(ConfigError, match="max_length"):
@@ -477,7 +478,8 @@ def test_tagger_char_cnn_and_crf_type_unseen_words_and_persist(tmp_path: Path) -
     n_fit = sum(map(len, tokens[:75]))
     soft = np.full((n_fit, 5), 0.04)
     soft[np.arange(n_fit), Y[:n_fit]] = 0.84
-    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "n_epochs": 5, "lr": 2e-2,
+    # 10 epochs: the default weight average lags the last steps by about an epoch
+    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "n_epochs": 10, "lr": 2e-2,
             "batch_size": 8, "patience": None, "seed": 0}
     tagger = SequenceTagger(TAGS, char_filters=8, crf=True, **opts).fit(tokens[:75], soft)
     f1 = tagger.score(tokens[75:], Y[n_fit:]).f1
@@ -496,3 +498,32 @@ def test_tagger_char_cnn_and_crf_type_unseen_words_and_persist(tmp_path: Path) -
     assert again.crf and again.char_filters == 8
     np.testing.assert_allclose(again.predict_proba(tokens[75:]), proba, atol=1e-6)
     np.testing.assert_array_equal(again.predict(tokens[75:]), pred)
+
+
+def test_tagger_weight_average_learns_and_persists(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from metal.sequence.end_model import SequenceTagger
+
+    tokens, Y = _typed_by_spelling(100, seed=8)
+    n_fit = sum(map(len, tokens[:75]))
+    soft = np.full((n_fit, 5), 0.04)
+    soft[np.arange(n_fit), Y[:n_fit]] = 0.84
+    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8, "n_epochs": 10,
+            "lr": 2e-2, "batch_size": 8, "patience": None, "seed": 0}
+    avg = SequenceTagger(TAGS, average=True, **opts).fit(tokens[:75], soft)
+    last = SequenceTagger(TAGS, average=False, **opts).fit(tokens[:75], soft)
+    # same seed, same steps: only the weights predicted with differ (the running average)
+    diff = [float((a - b).abs().max()) for a, b in
+            zip(avg.net_.parameters(), last.net_.parameters(), strict=True)]
+    assert max(diff) > 1e-3
+    assert avg.score(tokens[75:], Y[n_fit:]).f1 > 0.9
+    # with a validation set the average of the best epoch is kept
+    valid = (tokens[75:], Y[n_fit:])
+    picked = SequenceTagger(TAGS, average=True, **opts).fit(tokens[:75], soft, valid=valid)
+    best = max(h["valid_span_f1"] for h in picked.history_)
+    assert picked.score(*valid).f1 == pytest.approx(best)
+    path = tmp_path / "avg.npz"
+    picked.save(str(path))
+    again = SequenceTagger.load(str(path))
+    assert again.average
+    np.testing.assert_array_equal(again.predict(tokens[75:]), picked.predict(tokens[75:]))
