@@ -12,7 +12,14 @@ from metal.data import make_hierarchical_synthetic
 from metal.end_model import DenseInput, EndModel, MultiTaskEndModel
 from metal.errors import ConfigError, LabelMatrixError, NotFittedError, SaveFormatError
 from metal.weasel import MultiTaskWeaSEL, WeaSEL, roc_auc
-from metal.weasel._core import ACCURACY_FUNCTIONS, LOSSES, accuracies, aggregate, agreement_loss
+from metal.weasel._core import (
+    ACCURACY_FUNCTIONS,
+    LOSSES,
+    accuracies,
+    aggregate,
+    agreement_loss,
+    voted_scores,
+)
 
 FAST = {"n_epochs": 3, "batch_size": 64}
 
@@ -100,6 +107,27 @@ def test_aggregate_with_equal_weights_is_the_majority_vote() -> None:
     logits = aggregate(torch.full((400, 7, 1), 0.5), V)
     counts = V.sum(dim=1)
     assert torch.allclose(logits, 0.5 * counts)
+
+
+def test_class_conditional_voters_share_one_budget() -> None:
+    # a row's evidence sums to tau2 whatever the encoder outputs: the encoder cannot give every
+    # voted class the whole budget (a separate softmax per class column could: the label of a
+    # row with conflicting votes would then be uniform over the voted classes)
+    gen = torch.Generator().manual_seed(0)
+    L = torch.randint(-1, 4, (64, 6), generator=gen)
+    L[:, 0] = torch.randint(0, 4, (64,), generator=gen)  # every row has a vote
+    V = torch.nn.functional.one_hot(L.clamp(min=0), 4).float() * (L >= 0).unsqueeze(-1).float()
+    e = 10 * torch.randn(64, 6, 4, generator=gen)
+    voting = L >= 0
+    theta = accuracies(voted_scores(e, V), "softmax", 1.0, 2.0, voting)
+    assert theta.shape == (64, 6, 1)
+    assert torch.allclose(aggregate(theta, V).sum(dim=1), torch.full((64,), 2.0), atol=1e-4)
+    # the score of source j is e[j, its vote]
+    picked = e.gather(2, L.clamp(min=0).unsqueeze(-1))
+    assert torch.allclose(voted_scores(e, V)[voting], picked[voting])
+    # per column the budget is per class: conflicting rows get more than tau2 in total
+    per_column = aggregate(accuracies(e, "softmax", 1.0, 2.0, voting), V).sum(dim=1)
+    assert (per_column > 2.5).any()
 
 
 # ---------------------------------------------------------------------------- initial labels
