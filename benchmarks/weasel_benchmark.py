@@ -233,8 +233,9 @@ def end_model(X: Any, k: int | Any, seed: int, **kw: Any) -> Any:
     from metal.end_model import DenseInput, SparseInput
 
     module = SparseInput(X.shape[1], SPARSE_WIDTH) if sp.issparse(X) else DenseInput(X.shape[1])
-    cls = EndModel if isinstance(k, int) else MultiTaskEndModel
-    return cls(k, input_module=module, hidden=END_HIDDEN, seed=seed, **kw)
+    if isinstance(k, int):
+        return EndModel(k, input_module=module, hidden=END_HIDDEN, seed=seed, **kw)
+    return MultiTaskEndModel(k, input_module=module, hidden=END_HIDDEN, seed=seed, **kw)
 
 
 Result = tuple[np.ndarray, np.ndarray]  # (valid probabilities, test probabilities)
@@ -325,15 +326,15 @@ def main_table(sets: tuple[str, ...], seeds: tuple[int, ...],
     rows: list[list[object]] = []
     for name in sets:
         metric = "F1" if name in F1_SETS else "acc"
-        rows.append([name, metric] + [f"{np.mean(results[name][p]):.3f} ± "
-                                      f"{np.std(results[name][p]):.3f}" for p in PIPELINES])
+        rows.append([name, metric, *[f"{np.mean(results[name][p]):.3f} ± "
+                                      f"{np.std(results[name][p]):.3f}" for p in PIPELINES]])
     means = {p: float(np.mean([np.mean(results[n][p]) for n in sets])) for p in PIPELINES}
     vmeans = {p: float(np.mean([np.mean(valids[n][p]) for n in sets])) for p in PIPELINES}
-    rows.append(["**mean**", ""] + [f"{means[p]:.3f}" for p in PIPELINES])
-    rows.append(["mean on valid (early-stopping split)", ""] + [f"{vmeans[p]:.3f}"
-                                                                for p in PIPELINES])
-    rows.append(["train time, s (all sets and seeds)", ""] + [f"{times[p]:.0f}"
-                                                              for p in PIPELINES])
+    rows.append(["**mean**", "", *[f"{means[p]:.3f}" for p in PIPELINES]])
+    rows.append(["mean on valid (early-stopping split)", "",
+                 *[f"{vmeans[p]:.3f}" for p in PIPELINES]])
+    rows.append(["train time, s (all sets and seeds)", "",
+                 *[f"{times[p]:.0f}" for p in PIPELINES]])
     table = markdown_table(headers, rows)
     return table, {"results": results, "means": means, "valid_means": vmeans}
 
@@ -410,9 +411,9 @@ def adversarial(seed: int = 0, counts: tuple[int, ...] = ADVERSARIAL
                    task.valid, task.test)
         vals = [_score(task, pt, valid_probs=pv)
                 for pv, pt in (run_weasel(sub, seed), run_lm(sub, seed), run_mv(sub, seed))]
-        for key, v in zip(("WeaSEL", "label model + end model", "majority vote + end model"),
-                          vals, strict=True):
-            curve[key].append(v)
+        for key, val in zip(("WeaSEL", "label model + end model", "majority vote + end model"),
+                            vals, strict=True):
+            curve[key].append(val)
         rows.append([c, f"{gold:.3f}"] + [f"{v:.3f}" for v in vals]
                     + ["yes" if vals[0] >= gold - 0.03 else "NO"])
         print(f"  youtube + {c} adversarial copies: WeaSEL {vals[0]:.3f}, LM+EM {vals[1]:.3f}, "
@@ -538,7 +539,7 @@ def multitask(seeds: tuple[int, ...]) -> str:
               flush=True)
 
     for seed in seeds:
-        kw = {**TRAIN, "seed": seed, "valid_metric": "accuracy"}
+        kw: dict[str, Any] = {**TRAIN, "seed": seed, "valid_metric": "accuracy"}
         mt = MultiTaskWeaSEL(h, end_model=end_model(Xtr, h, seed), **kw).fit(L[tr], Xtr, Xva,
                                                                          Y[va])
         record("multi-task WeaSEL", mt.predict(Xte))
@@ -581,7 +582,7 @@ def main() -> int:
     if not (SHARED_DATA / "wrench_youtube").exists():
         print(f"skipping: {SHARED_DATA} has no WRENCH data")
         return 0
-    seeds = SEEDS
+    seeds: tuple[int, ...] = SEEDS
     sets = tuple(args.sets)
     if args.quick:
         TRAIN["n_epochs"] = ROBUST_TRAIN["n_epochs"] = 3
