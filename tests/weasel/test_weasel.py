@@ -227,6 +227,28 @@ def test_probabilistic_input_trains_and_is_validated() -> None:
         WeaSEL(**FAST).fit(np.zeros((400, 5, 3)), X)
 
 
+def test_fit_and_predict_leave_the_callers_unsorted_sparse_features_intact() -> None:
+    # float64 CSR with unsorted column indices (as TfidfVectorizer returns): converting it to
+    # float32 shares the index arrays, and sorting them in place used to permute the caller's
+    # values among its columns, so a second fit on the same matrix saw other features
+    rng = np.random.default_rng(0)
+    L, X, _ = make_data(300, k=2, m=4)
+    dense = np.where(rng.random((300, 12)) < 0.3, rng.random((300, 12)), 0.0)
+    dense[:, :2] = X[:, :2]
+    csr = sp.csr_matrix(dense)
+    order = np.arange(csr.indptr[-1])
+    for r in range(300):  # reverse each row's stored entries: same matrix, unsorted indices
+        a, b = csr.indptr[r], csr.indptr[r + 1]
+        order[a:b] = order[a:b][::-1]
+    Xs = sp.csr_matrix((csr.data[order], csr.indices[order], csr.indptr), shape=csr.shape)
+    assert not Xs.has_sorted_indices
+    model = WeaSEL(n_epochs=2, seed=0).fit(L, Xs, X_valid=Xs[:50], Y_valid=L[:50, 0])
+    model.predict_proba(Xs)
+    assert np.array_equal(Xs.toarray(), dense)
+    again = WeaSEL(n_epochs=2, seed=0).fit(L, Xs, X_valid=Xs[:50], Y_valid=L[:50, 0])
+    assert np.allclose(again.predict_proba(Xs), model.predict_proba(Xs))
+
+
 def test_sparse_votes_equal_dense_and_sparse_features_train() -> None:
     from metal import to_sparse_labels
     from metal.end_model import SparseInput
