@@ -48,8 +48,9 @@ def prepare_inputs(X: Any, name: str = "X") -> Any:
         return X
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float32)
-        X.sort_indices()
-        return X
+        # a sorted copy: the converted matrix may share its index arrays with the caller's,
+        # and sorting them in place would move the caller's values to other columns
+        return X if X.has_sorted_indices else X.sorted_indices()
     if isinstance(X, Mapping):
         if not X:
             raise DataFormatError(f"{name} is an empty dict; expected arrays with one row per "

@@ -57,6 +57,21 @@ def accuracies(scores: torch.Tensor, kind: str = "softmax", tau1: float = 1.0,
     raise ValueError(f"unknown accuracy function {kind!r}; expected one of {ACCURACY_FUNCTIONS}")
 
 
+def voted_scores(scores: torch.Tensor, votes: torch.Tensor) -> torch.Tensor:
+    """Class-conditional scores ``(b, m, k)`` -> one score per source ``(b, m, 1)``: the score
+    of the class it votes for (the expected score under a probabilistic vote).
+
+    With the softmax over the voting sources, the accuracy of source ``j`` voting ``c`` is
+    ``e[j, c]`` and all voters share one budget ``tau2``: the softmax runs over the voted
+    cells of the ``(m, k)`` score matrix. A separate softmax per class column would give every
+    voted class the whole budget (in column ``c`` only the sources voting ``c`` count, so the
+    encoder can move all of column ``c``'s weight onto them), and the label of a row with
+    conflicting votes would be uniform over the voted classes.
+    """
+    mass = votes.sum(dim=2, keepdim=True)
+    return (scores * votes).sum(dim=2, keepdim=True) / mass.clamp(min=1e-12)
+
+
 def aggregate(theta: torch.Tensor, votes: torch.Tensor, log_prior: torch.Tensor | None = None
               ) -> torch.Tensor:
     """Logits ``sum_j theta_j * V_j (+ log p)`` of the encoder's label, shape ``(b, k)``.

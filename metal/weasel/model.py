@@ -49,6 +49,7 @@ from metal.weasel._core import (
     agreement_loss,
     default_tau2,
     masked_mean,
+    voted_scores,
 )
 from metal.weasel._data import WeakData, batches, check_features, check_task_votes
 from metal.weasel.networks import Encoder
@@ -232,20 +233,31 @@ class WeaSELBase:
         """Per-task aggregated scores ``sum_j theta_j V_j`` (before the prior), ``(b, k_s)``."""
         flat = torch.cat([v.reshape(v.shape[0], -1) for v in votes], dim=1)
         raw = enc(flat, x if self.use_features else None)
-        out, start = [], 0
-        for s, (v, c) in enumerate(zip(votes, self.columns_, strict=True)):
+        scores, start = [], 0
+        for v, c in zip(votes, self.columns_, strict=True):
             b, m, _ = v.shape
             e = raw[:, start:start + m * c].reshape(b, m, c)
             start += m * c
-            voting = v.sum(dim=2) > 0 if self.softmax_over == "voters" else None
-            tau2: float | torch.Tensor | None = self.tau2_[s]
-            if tau2 is None:  # per row: sqrt(number of voting sources), see _row_tau2
-                assert voting is not None
-                tau2 = voting.sum(dim=1, keepdim=True).clamp(min=1).to(e.dtype).sqrt()
-                tau2 = tau2.unsqueeze(-1)
-            theta = accuracies(e, self.accuracy, self.tau1_, tau2, voting)
-            out.append(aggregate(theta, v))
-        return out
+            if self.softmax_over == "voters" and c > 1 and self.accuracy == "softmax":
+                e = voted_scores(e, v)  # one budget shared by the voted cells, see voted_scores
+            scores.append(e)
+        thetas = [self._theta(e, v.sum(dim=2) > 0, self.tau2_[s])
+                  for s, (e, v) in enumerate(zip(scores, votes, strict=True))]
+        return [aggregate(t, v) for t, v in zip(thetas, votes, strict=True)]
+
+    def _theta(self, e: torch.Tensor, votes_cast: torch.Tensor, tau2: float | None
+               ) -> torch.Tensor:
+        """Accuracies of scores ``e`` ``(b, m, c)``; ``votes_cast`` ``(b, m)`` marks the sources
+        that vote; ``tau2=None``: sqrt(voters) per row."""
+        voting = votes_cast if self.softmax_over == "voters" else None
+        scale: float | torch.Tensor
+        if tau2 is None:  # per row: sqrt(number of voting sources), see _row_tau2
+            assert voting is not None
+            scale = voting.sum(dim=1, keepdim=True).clamp(min=1).to(e.dtype).sqrt()
+            scale = scale.unsqueeze(-1)
+        else:
+            scale = tau2
+        return accuracies(e, self.accuracy, self.tau1_, scale, voting)
 
     def _log_encoder(self, enc: nn.Module, votes: list[torch.Tensor], x: Any) -> torch.Tensor:
         return self._combine_encoder(self._task_scores(enc, votes, x), self._log_prior_t)
@@ -511,7 +523,9 @@ class WeaSEL(WeaSELBase):
         default scored higher than ``"all"`` on five of six valid splits (mean 0.676 vs 0.642,
         seed 0); see docs/weasel.md.
     class_conditional
-        One accuracy per source and class (default: when ``k > 2``, as in the paper).
+        One accuracy per source and class (default: when ``k > 2``, as in the paper). With the
+        softmax over the voters, source ``j`` voting ``c`` takes the score ``e[j, c]`` and one
+        softmax runs over the voters (one budget ``tau2`` for the row, not one per class).
     tau1, tau2
         Inverse temperatures: ``theta = tau2 * softmax(tau1 * e)``. ``tau2`` defaults to
         ``sqrt(v)`` per row, ``v`` the number of sources voting on it (``sqrt(m)``, the paper's,

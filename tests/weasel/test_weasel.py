@@ -12,7 +12,14 @@ from metal.data import make_hierarchical_synthetic
 from metal.end_model import DenseInput, EndModel, MultiTaskEndModel
 from metal.errors import ConfigError, LabelMatrixError, NotFittedError, SaveFormatError
 from metal.weasel import MultiTaskWeaSEL, WeaSEL, roc_auc
-from metal.weasel._core import ACCURACY_FUNCTIONS, LOSSES, accuracies, aggregate, agreement_loss
+from metal.weasel._core import (
+    ACCURACY_FUNCTIONS,
+    LOSSES,
+    accuracies,
+    aggregate,
+    agreement_loss,
+    voted_scores,
+)
 
 FAST = {"n_epochs": 3, "batch_size": 64}
 
@@ -100,6 +107,27 @@ def test_aggregate_with_equal_weights_is_the_majority_vote() -> None:
     logits = aggregate(torch.full((400, 7, 1), 0.5), V)
     counts = V.sum(dim=1)
     assert torch.allclose(logits, 0.5 * counts)
+
+
+def test_class_conditional_voters_share_one_budget() -> None:
+    # a row's evidence sums to tau2 whatever the encoder outputs: the encoder cannot give every
+    # voted class the whole budget (a separate softmax per class column could: the label of a
+    # row with conflicting votes would then be uniform over the voted classes)
+    gen = torch.Generator().manual_seed(0)
+    L = torch.randint(-1, 4, (64, 6), generator=gen)
+    L[:, 0] = torch.randint(0, 4, (64,), generator=gen)  # every row has a vote
+    V = torch.nn.functional.one_hot(L.clamp(min=0), 4).float() * (L >= 0).unsqueeze(-1).float()
+    e = 10 * torch.randn(64, 6, 4, generator=gen)
+    voting = L >= 0
+    theta = accuracies(voted_scores(e, V), "softmax", 1.0, 2.0, voting)
+    assert theta.shape == (64, 6, 1)
+    assert torch.allclose(aggregate(theta, V).sum(dim=1), torch.full((64,), 2.0), atol=1e-4)
+    # the score of source j is e[j, its vote]
+    picked = e.gather(2, L.clamp(min=0).unsqueeze(-1))
+    assert torch.allclose(voted_scores(e, V)[voting], picked[voting])
+    # per column the budget is per class: conflicting rows get more than tau2 in total
+    per_column = aggregate(accuracies(e, "softmax", 1.0, 2.0, voting), V).sum(dim=1)
+    assert (per_column > 2.5).any()
 
 
 # ---------------------------------------------------------------------------- initial labels
@@ -197,6 +225,28 @@ def test_probabilistic_input_trains_and_is_validated() -> None:
         WeaSEL(**FAST).fit(P * 2, X)
     with pytest.raises(LabelMatrixError, match=r"\(n, m, 2\)"):
         WeaSEL(**FAST).fit(np.zeros((400, 5, 3)), X)
+
+
+def test_fit_and_predict_leave_the_callers_unsorted_sparse_features_intact() -> None:
+    # float64 CSR with unsorted column indices (as TfidfVectorizer returns): converting it to
+    # float32 shares the index arrays, and sorting them in place used to permute the caller's
+    # values among its columns, so a second fit on the same matrix saw other features
+    rng = np.random.default_rng(0)
+    L, X, _ = make_data(300, k=2, m=4)
+    dense = np.where(rng.random((300, 12)) < 0.3, rng.random((300, 12)), 0.0)
+    dense[:, :2] = X[:, :2]
+    csr = sp.csr_matrix(dense)
+    order = np.arange(csr.indptr[-1])
+    for r in range(300):  # reverse each row's stored entries: same matrix, unsorted indices
+        a, b = csr.indptr[r], csr.indptr[r + 1]
+        order[a:b] = order[a:b][::-1]
+    Xs = sp.csr_matrix((csr.data[order], csr.indices[order], csr.indptr), shape=csr.shape)
+    assert not Xs.has_sorted_indices
+    model = WeaSEL(n_epochs=2, seed=0).fit(L, Xs, X_valid=Xs[:50], Y_valid=L[:50, 0])
+    model.predict_proba(Xs)
+    assert np.array_equal(Xs.toarray(), dense)
+    again = WeaSEL(n_epochs=2, seed=0).fit(L, Xs, X_valid=Xs[:50], Y_valid=L[:50, 0])
+    assert np.allclose(again.predict_proba(Xs), model.predict_proba(Xs))
 
 
 def test_sparse_votes_equal_dense_and_sparse_features_train() -> None:
