@@ -470,14 +470,20 @@ def _typed_by_spelling(n: int, seed: int) -> tuple[list[list[str]], np.ndarray]:
     return tokens, np.asarray(tags)
 
 
+def _typed_soft_targets(seed: int) -> tuple[list[list[str]], np.ndarray, int, np.ndarray]:
+    """100 generated sentences, the first 75's token count and soft targets (0.84 on the true
+    tag, 0.04 elsewhere) for those 75."""
+    tokens, Y = _typed_by_spelling(100, seed=seed)
+    n_fit = sum(map(len, tokens[:75]))
+    soft = np.full((n_fit, 5), 0.04)
+    soft[np.arange(n_fit), Y[:n_fit]] = 0.84
+    return tokens, Y, n_fit, soft
+
 def test_tagger_char_cnn_and_crf_type_unseen_words_and_persist(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from metal.sequence.end_model import SequenceTagger
 
-    tokens, Y = _typed_by_spelling(100, seed=7)
-    n_fit = sum(map(len, tokens[:75]))
-    soft = np.full((n_fit, 5), 0.04)
-    soft[np.arange(n_fit), Y[:n_fit]] = 0.84
+    tokens, Y, n_fit, soft = _typed_soft_targets(seed=7)
     # 10 epochs: the default weight average lags the last steps by about an epoch
     opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "n_epochs": 10, "lr": 2e-2,
             "batch_size": 8, "patience": None, "seed": 0}
@@ -504,10 +510,7 @@ def test_tagger_weight_average_learns_and_persists(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from metal.sequence.end_model import SequenceTagger
 
-    tokens, Y = _typed_by_spelling(100, seed=8)
-    n_fit = sum(map(len, tokens[:75]))
-    soft = np.full((n_fit, 5), 0.04)
-    soft[np.arange(n_fit), Y[:n_fit]] = 0.84
+    tokens, Y, n_fit, soft = _typed_soft_targets(seed=8)
     opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8, "n_epochs": 10,
             "lr": 2e-2, "batch_size": 8, "patience": None, "seed": 0}
     avg = SequenceTagger(TAGS, average=True, **opts).fit(tokens[:75], soft)
