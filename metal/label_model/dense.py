@@ -64,20 +64,9 @@ def _matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False,
     ``out`` (a C-contiguous int32 array of the result's shape) is filled and returned, so a
     caller that reuses it allocates nothing per block.
     """
-    mm = _int_mm()
-    if mm is not False:
-        import torch
-
-        ta = torch.from_numpy(a)
-        if out is None:
-            return mm(ta.T if transpose_a else ta, torch.from_numpy(b)).numpy()
-        mm(ta.T if transpose_a else ta, torch.from_numpy(b), out=torch.from_numpy(out))
-        return out
-    fa = a.astype(np.float64)
-    res = ((fa.T if transpose_a else fa) @ b.astype(np.float64)).astype(np.int32)
     if out is None:
-        return res
-    out[...] = res
+        out = np.empty((a.shape[1] if transpose_a else a.shape[0], b.shape[1]), dtype=np.int32)
+    _product(_operand(a), _operand(b), _operand(out), transpose_a)
     return out
 
 
