@@ -233,17 +233,15 @@ class WeaSELBase:
         """Per-task aggregated scores ``sum_j theta_j V_j`` (before the prior), ``(b, k_s)``."""
         flat = torch.cat([v.reshape(v.shape[0], -1) for v in votes], dim=1)
         raw = enc(flat, x if self.use_features else None)
-        scores, start = [], 0
-        for v, c in zip(votes, self.columns_, strict=True):
+        out, start = [], 0
+        for s, (v, c) in enumerate(zip(votes, self.columns_, strict=True)):
             b, m, _ = v.shape
             e = raw[:, start:start + m * c].reshape(b, m, c)
             start += m * c
             if self.softmax_over == "voters" and c > 1 and self.accuracy == "softmax":
                 e = voted_scores(e, v)  # one budget shared by the voted cells, see voted_scores
-            scores.append(e)
-        thetas = [self._theta(e, v.sum(dim=2) > 0, self.tau2_[s])
-                  for s, (e, v) in enumerate(zip(scores, votes, strict=True))]
-        return [aggregate(t, v) for t, v in zip(thetas, votes, strict=True)]
+            out.append(aggregate(self._theta(e, v.sum(dim=2) > 0, self.tau2_[s]), v))
+        return out
 
     def _theta(self, e: torch.Tensor, votes_cast: torch.Tensor, tau2: float | None
                ) -> torch.Tensor:
