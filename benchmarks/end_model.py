@@ -23,7 +23,9 @@ Protocol
   early stopping / best-epoch selection on the set's metric and to pick, per set and label
   source, among a few settings (:func:`candidates`: soft targets or their argmax for our
   labels, and the average of those two ensembles), never test. F1 sets use balanced class
-  weights. chemprot has no train split, so 300 random rows of its valid split are held out
+  weights and, for every model (the label model alone too), the decision rule "class 1 where
+  its probability reaches a threshold chosen on the valid split for F1"
+  (:func:`f1_threshold`); the other sets the argmax. chemprot has no train split, so 300 random rows of its valid split are held out
   as the selection split and the end models train on the other 1307 (the label model is fit
   on all of valid, without labels).
 * Features (offline, no download): text sets use TF-IDF word 1-2 grams (fit on the train
@@ -283,12 +285,48 @@ def end_model(p: Prepared, Y: np.ndarray, L: np.ndarray | None, class_weight: st
     return np.mean(valid, axis=0), np.mean(test, axis=0), seconds, epochs
 
 
-def score_probs(p: Prepared, probs: np.ndarray, Y: np.ndarray) -> float:
-    """The set's metric of the argmax of ``probs`` (first class on ties)."""
+def score_probs(p: Prepared, probs: np.ndarray, Y: np.ndarray,
+                threshold: float | None = None) -> float:
+    """The set's metric of the argmax of ``probs`` (first class on ties), or with
+    ``threshold`` of the rule "class 1 where P(class 1) >= threshold" (binary sets)."""
     from metal.metrics import probs_to_preds, score_predictions
 
-    preds = probs_to_preds(probs, "first")
+    if threshold is None:
+        preds = probs_to_preds(probs, "first")
+    else:
+        preds = (probs[:, 1] >= threshold).astype(np.int64)
     return float(score_predictions(Y, preds, [p.metric])[p.metric])
+
+
+def f1_threshold(p1: np.ndarray, y: np.ndarray) -> float:
+    """The threshold on P(class 1) that maximises the F1 of class 1 on (``p1``, ``y``).
+
+    F1 of the rare class depends on where the decision threshold sits, and 0.5 (the argmax)
+    is rarely the best place: a model's probabilities are not calibrated for it (balanced
+    class weights move them, a label model's posterior on a 7% class rarely reaches it). Cuts
+    lie halfway between consecutive distinct values of ``p1`` (rows with equal probability
+    are never split); the lowest-threshold best cut wins ties. One sort, no loop over cuts.
+    """
+    order = np.argsort(-p1, kind="stable")
+    ps, ys = p1[order], (y[order] == 1)
+    # a cut after position i (predict the first i+1 rows positive) only where the value changes
+    ends = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True])
+    tp = np.cumsum(ys)[ends]
+    f1 = 2 * tp / (ends + 1 + ys.sum())
+    i = int(np.flatnonzero(f1 == f1.max())[-1])
+    return float(ps[ends[i]] if ends[i] + 1 == ps.size
+                 else (ps[ends[i]] + ps[ends[i] + 1]) / 2)
+
+
+def decide(p: Prepared, pv: np.ndarray, pt: np.ndarray) -> tuple[float, float, float | None]:
+    """(valid score, test score, threshold) of one model's valid / test probabilities.
+
+    F1 sets: class 1 above the threshold chosen on the valid split for F1
+    (:func:`f1_threshold`); the others: the argmax. The same rule for every model of a set,
+    the label model alone included.
+    """
+    t = f1_threshold(pv[:, 1], p.valid.Y) if p.metric == "f1" else None
+    return score_probs(p, pv, p.valid.Y, t), score_probs(p, pt, p.test.Y, t), t
 
 
 def candidates(p: Prepared, label: str) -> list[tuple[str, str | None]]:
@@ -312,13 +350,23 @@ def run_set(name: str) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. sources that never vote in the fit split
         lm = LabelModel(cardinality=p.k, seed=SEED).fit(p.L_fit)
-        lm_test = probs_to_preds(lm.predict_proba(p.test.L), "random", seed=SEED)
+        lm_valid, lm_test = lm.predict_proba(p.valid.L), lm.predict_proba(p.test.L)
         soft = lm.predict_proba(p.train.L)
+    lm_valid_score = float("nan")
+    if p.metric == "f1":
+        # the F1 sets' decision rule, as for the end models below
+        lm_valid_score, lm_score, lm_threshold = decide(p, lm_valid, lm_test)
+        print(f"  {name:9s} label model alone: valid {lm_valid_score:.3f} test {lm_score:.3f} "
+              f"(threshold {lm_threshold:.4f})", flush=True)
+    else:
+        lm_preds = probs_to_preds(lm_test, "random", seed=SEED)
+        lm_score = score_predictions(p.test.Y, lm_preds, [p.metric])[p.metric]
     mv = MajorityVoter(cardinality=p.k).predict(p.train.L, tie_break="random")
     row: dict[str, Any] = {
         "set": name, "features": p.features, "metric": p.metric, "n_train": p.train.L.shape[0],
         "covered": float((p.train.L != -1).any(axis=1).mean()),
-        "lm": score_predictions(p.test.Y, lm_test, [p.metric])[p.metric], "prep_s": prep_s}
+        "lm": lm_score, "prep_s": prep_s,
+        "lm_valid": lm_valid_score}
     covered = (p.train.L != -1).any(axis=1) & (p.train.Y >= 0)
     # reported only (never used to fit or select): how good the training labels are
     row["label_acc"] = float(np.mean(soft.argmax(axis=1)[covered] == p.train.Y[covered])) \
@@ -337,9 +385,9 @@ def run_set(name: str) -> dict[str, Any]:
             seconds += secs
             setting = f"{form}{', balanced' if weight else ''}"
             trained.append((setting, pv, pt))
-            print(f"  {name:9s} {label:5s} {setting:15s} valid {score_probs(p, pv, p.valid.Y):.3f}"
-                  f" test {score_probs(p, pt, p.test.Y):.3f} ({secs:.1f} s, best epochs {epoch})",
-                  flush=True)
+            valid, test, _ = decide(p, pv, pt)
+            print(f"  {name:9s} {label:5s} {setting:15s} valid {valid:.3f} test {test:.3f} "
+                  f"({secs:.1f} s, best epochs {epoch})", flush=True)
         if len(trained) > 1:
             # one more candidate at no training cost: every network trained above, averaged
             # (the soft- and the hard-target members err differently)
@@ -348,7 +396,7 @@ def run_set(name: str) -> dict[str, Any]:
                             np.mean([t[1] for t in trained], axis=0),
                             np.mean([t[2] for t in trained], axis=0)))
         for setting, pv, pt in trained:
-            valid, test = score_probs(p, pv, p.valid.Y), score_probs(p, pt, p.test.Y)
+            valid, test, _ = decide(p, pv, pt)
             if len(trained) > 1 and setting == trained[-1][0]:
                 print(f"  {name:9s} {label:5s} {setting:15s} valid {valid:.3f} test {test:.3f}",
                       flush=True)
@@ -356,6 +404,7 @@ def run_set(name: str) -> dict[str, Any]:
                 best = (valid, test, setting)
         assert best is not None
         row[label], row[f"{label}_setting"], row[f"{label}_s"] = best[1], best[2], seconds
+        row[f"{label}_valid"] = best[0]
     row.setdefault("gold", float("nan"))
     return row
 
@@ -484,7 +533,11 @@ def report(rows: list[dict[str, Any]], mt_rows: list[list[object]] | None,
         "of its valid split play the valid split). The F1 sets use balanced class weights for "
         "every label source (an earlier version selected none or balanced on valid: balanced "
         "won for every label source of sms and census, but not on spouse, where the "
-        "majority-vote end model loses much F1 with them). One "
+        "majority-vote end model loses much F1 with them) and one decision rule for every "
+        "model, the label model alone included: class 1 where its probability reaches a "
+        "threshold chosen on the valid split for F1 (the argmax, i.e. 0.5, is rarely where "
+        "F1 peaks for a rare class; earlier versions used the argmax: label model alone sms "
+        "0.148, census 0.559, spouse 0.463). One "
         f"network and training configuration for every set: `{CONFIG}`, TF-IDF layer width "
         f"{TFIDF_WIDTH} ({TFIDF_MAX_FEATURES} features at most). Machine: {machine_line()}, "
         "one thread.",
@@ -500,8 +553,10 @@ def report(rows: list[dict[str, Any]], mt_rows: list[list[object]] | None,
     ]
     missed = [r["set"] for r in wr if r["set"] not in reached]
     not_lm = [r["set"] for r in rows if r["set"] not in beats_lm]
-    if missed or not_lm:
-        lines += ["", "Where the targets are not met, and why (as far as we can tell):", ""]
+    sp_rows = [r for r in rows if r["set"] == "spouse"]
+    if missed or not_lm or sp_rows:
+        lines += ["", "Where the targets are not met or only narrowly, and why (as far as we "
+                  "can tell):", ""]
     if missed:
         lines.append(
             f"* WRENCH's weak-label end model is not reached on {', '.join(missed)}. Our "
@@ -525,15 +580,23 @@ def report(rows: list[dict[str, Any]], mt_rows: list[list[object]] | None,
             "initialisation: the valid gain is within seed noise; test 0.852 and 0.853 vs "
             "0.843 without).")
     if not_lm:
+        lines.append(f"* The end model does not beat the label model alone on {', '.join(not_lm)}.")
+    if sp_rows:
+        r = sp_rows[0]
         lines.append(
-            f"* The end model does not beat the label model alone on {', '.join(not_lm)}. "
-            "spouse's shared data has no text, so its end model sees only the 10 LFs' votes "
-            "(its continuous scores `S_*` add nothing: 1.0 exactly where an LF votes, 0.5 "
-            "elsewhere) "
-            "and can at best re-weigh them; its F1 depends mostly on the decision threshold "
-            "for the rare class (6.7% positive). Trained on our soft labels without class "
-            "weights it reproduces the label model (a development run: valid F1 0.399 vs "
-            "0.398, test 0.462 vs 0.463, best epochs 0-1).")
+            "* spouse: its shared data has no text, so its end model sees only the 10 LFs' "
+            "votes (its continuous scores `S_*` add nothing: 1.0 exactly where an LF votes, 0.5 "
+            "elsewhere) and can at best re-weigh them, as the label model does: both are "
+            "functions of the same vote pattern, and their F1 depends mostly on the decision "
+            "threshold for the rare class (6.7% positive on valid, 218 positives on test). "
+            f"With thresholds chosen on valid: end model on our labels {r['ours']:.3f} vs label "
+            f"model alone {r['lm']:.3f} on test ({r['ours'] - r['lm']:+.3f}), "
+            f"{r['ours_valid']:.3f} vs {r['lm_valid']:.3f} on valid; a difference of this "
+            "size is within noise (one more true positive among 218 moves test F1 by about "
+            "0.004), so we do not read it as the end model generalising beyond the sources "
+            "here. Trained on our soft labels without class weights the end model reproduces "
+            "the label model (a development run with the argmax rule: valid F1 0.399 vs 0.398, "
+            "test 0.462 vs 0.463, best epochs 0-1).")
     if mt_rows is not None:
         lines += [
             "",
