@@ -8,7 +8,8 @@ a reweighted vote. The *end model* ``f`` (the project's :class:`~metal.end_model
 with its input modules) sees only the features. Both are trained together to agree:
 ``CE(y_f, stopgrad(y_e)) + CE(y_e, stopgrad(y_f))``, on the rows with at least one vote, by
 the end model's :class:`~metal.end_model.Trainer`, with early stopping on a small labelled
-validation split when one is given.
+validation split when one is given. By default the end model is first warm-started on a label
+model's posteriors (``warm_start``), which breaks tied votes by the sources' accuracies.
 
 :class:`WeaSEL` is the single-task model; :class:`~metal.weasel.MultiTaskWeaSEL` aggregates
 over a task graph's feasible set and trains a :class:`~metal.end_model.MultiTaskEndModel`.
@@ -640,6 +641,18 @@ class WeaSEL(WeaSELBase):
     class_balance
         ``P(y)`` added as ``log p`` to the encoder's logits (default uniform, as the paper runs
         WeaSEL).
+    warm_start
+        ``"label_model"`` (default; departs from the paper): before the joint training, the
+        end model trains alone (same budget and early stopping) on the posteriors of a
+        :class:`~metal.LabelModel` fitted to the training votes without labels, each set of
+        identical source columns kept once (copies carry no new information and break its
+        conditional independence; a majority vote where two or fewer distinct sources make it
+        not identifiable). The joint training then starts from that end model, and the warm
+        start counts as the selection's epoch -1: when no joint epoch validates better, it is
+        the end model returned (``warm_start_kept_``, ``best_epoch_ == -1``). The label model
+        breaks tied votes by the sources' class-conditional accuracies, which the agreement
+        loss alone has no signal for (docs/weasel.md). ``"majority_vote"``: the same with a
+        majority vote; ``None``: the paper's random start.
     valid_metric
         Early-stopping metric on ``(X_valid, Y_valid)``: ``"auto"`` (ROC AUC for two classes,
         as in the paper; accuracy otherwise), ``"auc"``, ``"accuracy"``, ``"f1"``,
@@ -662,6 +675,13 @@ class WeaSEL(WeaSELBase):
     history_ : list of dict
         Per epoch: ``train_loss`` (the agreement loss), ``valid_<metric>``, ``lr``, ``time``.
     best_epoch_ : int or None
+        The joint epoch restored, ``-1`` when the warm start validated best.
+    warm_score_ : float or None
+        The warm-started end model's best valid score (``None`` without warm start or valid
+        split).
+    warm_start_kept_ : bool
+    warm_history_ : list of dict
+        The warm start's per-epoch records (empty without warm start).
 
     Examples
     --------
