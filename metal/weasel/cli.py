@@ -47,6 +47,10 @@ def add_parser(sub: Any) -> None:
                    "split, 1/3 without)")
     p.add_argument("--no-features", action="store_true",
                    help="the encoder reads the votes only (not the features)")
+    p.add_argument("--warm-start", default="label_model",
+                   choices=("label_model", "majority_vote", "none"),
+                   help="train the end model first on this aggregate of the votes (default "
+                   "label_model; none: the paper's random start)")
     p.add_argument("--metric", default="auto",
                    choices=("auto", "auc", "accuracy", "f1", "macro_f1", "loss"),
                    help="early-stopping metric (default auto: AUC for 2 classes, else accuracy)")
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         else _wrench_inputs(args.data, args.split, args.cardinality)
     k = int(data["k"])
     model = WeaSEL(k, tau1=args.tau1, use_features=not args.no_features,
+                   warm_start=None if args.warm_start == "none" else args.warm_start,
                    valid_metric=args.metric, seed=args.seed, n_epochs=args.epochs,
                    patience=args.patience, lr=args.lr, batch_size=args.batch_size,
                    progress=not args.no_progress)

@@ -8,7 +8,8 @@ a reweighted vote. The *end model* ``f`` (the project's :class:`~metal.end_model
 with its input modules) sees only the features. Both are trained together to agree:
 ``CE(y_f, stopgrad(y_e)) + CE(y_e, stopgrad(y_f))``, on the rows with at least one vote, by
 the end model's :class:`~metal.end_model.Trainer`, with early stopping on a small labelled
-validation split when one is given.
+validation split when one is given. By default the end model is first warm-started on a label
+model's posteriors (``warm_start``), which breaks tied votes by the sources' accuracies.
 
 :class:`WeaSEL` is the single-task model; :class:`~metal.weasel.MultiTaskWeaSEL` aggregates
 over a task graph's feasible set and trains a :class:`~metal.end_model.MultiTaskEndModel`.
@@ -38,8 +39,8 @@ from metal.end_model.inputs import (
     default_input_module,
     to_device,
 )
-from metal.end_model.trainer import arrays_to_state, seeded_rng, state_to_arrays
-from metal.errors import ConfigError, NotFittedError
+from metal.end_model.trainer import _better, arrays_to_state, seeded_rng, state_to_arrays
+from metal.errors import ConfigError, NotFittedError, NotIdentifiableError
 from metal.metrics import score_predictions
 from metal.weasel._core import (
     ACCURACY_FUNCTIONS,
@@ -55,6 +56,7 @@ from metal.weasel._data import WeakData, batches, check_features, check_task_vot
 from metal.weasel.networks import Encoder
 
 SOFTMAX_OVER = ("all", "voters")
+WARM_STARTS = (None, "label_model", "majority_vote")
 VALID_METRICS = ("auto", "auc", "accuracy", "f1", "macro_f1", "loss")
 # Training defaults of WeaSEL where they differ from TrainerConfig's: the paper's weight decay
 # and a longer budget (early stopping usually ends training well before it). Patience 15: with
@@ -107,6 +109,7 @@ class WeaSELBase:
         loss: str = "symmetric_ce",
         stop_grad: bool = True,
         class_balance: Any = None,
+        warm_start: str | None = "label_model",
         valid_metric: str = "auto",
         trainer: TrainerConfig | Mapping[str, Any] | None = None,
         seed: int = 0,
@@ -128,6 +131,7 @@ class WeaSELBase:
         self.loss = loss
         self.stop_grad = stop_grad
         self.class_balance = class_balance
+        self.warm_start = warm_start
         self.valid_metric = valid_metric
         self.trainer = trainer
         self.seed = seed
@@ -178,6 +182,8 @@ class WeaSELBase:
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r} is not known; expected one of {LOSSES} "
                               "(symmetric_ce is the paper's default)")
+        if self.warm_start not in WARM_STARTS:
+            raise ConfigError(f"warm_start={self.warm_start!r}; expected one of {WARM_STARTS}")
         if self.valid_metric not in VALID_METRICS:
             raise ConfigError(f"valid_metric={self.valid_metric!r} is not known; expected one "
                               f"of {VALID_METRICS}")
@@ -334,8 +340,17 @@ class WeaSELBase:
             def validate() -> dict[str, float]:
                 return self._valid_scores(self._end_log_probs(net, Xv), Yv, metric)
 
+        warm = self._warm_start(data, rows, both, cfg, validate, device)
         result = Trainer(cfg).fit(both, batch_loss, int(rows.size), validate=validate,
                                   seed=int(self.seed), device=device)
+        self.warm_score_ = None if warm is None else warm[0]
+        self.warm_start_kept_ = False
+        if warm is not None and warm[0] is not None and (
+                result.best_score is None or _better(cfg.valid_metric, warm[0],
+                                                      result.best_score, 0.0)):
+            # the warm start is the selection's epoch -1: no joint epoch validated better
+            both.load_state_dict(warm[1])
+            self.warm_start_kept_ = True
         end.network_, end.input_dim_ = net, dim
         end.class_weights_ = [None] * len(end.tasks_)
         end._set_result(result)
@@ -343,11 +358,74 @@ class WeaSELBase:
         self.end_model_ = end
         self.encoder_ = enc
         self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        self.best_valid_score_ = result.best_score
+        self.best_epoch_ = -1 if self.warm_start_kept_ else result.best_epoch
+        self.best_valid_score_ = self.warm_score_ if self.warm_start_kept_ \
+            else result.best_score
         self.n_sources_ = n_sources
         self.n_train_rows_ = int(rows.size)
         return self
+
+    def _warm_targets(self, data: WeakData, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), K)`` label-free starting labels of the end model over the label space.
+
+        Each task's votes are aggregated on their own (``"label_model"``: a
+        :class:`~metal.LabelModel` fitted on the training rows, whose class-conditional source
+        accuracies come from the sources' agreements; ``"majority_vote"``), and the per-task
+        posteriors are combined over the label space like the encoder's per-task logits.
+        Probabilistic votes enter as their most probable class.
+        """
+        import warnings
+
+        from metal.errors import MetalWarning
+        from metal.label_model import LabelModel, MajorityVoter
+
+        logs = []
+        for t in data.tasks:
+            if t.labels is not None:
+                L = t.labels[rows]
+            else:
+                assert t.probs is not None
+                P = t.probs[rows]
+                L = np.where(P.sum(axis=2) > 0, P.argmax(axis=2), -1)
+            probs = None
+            if self.warm_start == "label_model":
+                L = _distinct_columns(L)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", MetalWarning)
+                        lm = LabelModel(t.cardinality, seed=int(self.seed)).fit(L)
+                        probs = lm.predict_proba(L)
+                except NotIdentifiableError:  # e.g. two distinct sources: the vote itself
+                    probs = None
+            if probs is None:
+                probs = MajorityVoter(t.cardinality).predict_proba(L)
+            logs.append(torch.as_tensor(np.log(np.clip(probs, 1e-8, None)),
+                                        dtype=torch.float32))
+        zero = torch.zeros(self._label_space_size(), dtype=torch.float32)
+        return np.exp(self._combine_encoder(logs, zero).numpy())
+
+    def _warm_start(self, data: WeakData, rows: np.ndarray, both: nn.ModuleDict,
+                    cfg: TrainerConfig, validate: Any, device: torch.device
+                    ) -> tuple[float | None, dict[str, torch.Tensor]] | None:
+        """Train the end model alone on the warm-start labels (same budget and early stopping
+        as the joint training); returns its best valid score and the state of both networks
+        (``None`` without ``warm_start``)."""
+        self.warm_history_: list[dict[str, float]] = []
+        if self.warm_start is None:
+            return None
+        target = torch.as_tensor(self._warm_targets(data, rows), dtype=torch.float32)
+        net = both["end"]
+
+        def warm_loss(batch: np.ndarray) -> torch.Tensor:
+            x = to_device(data.features(rows[batch]), device)
+            log_f = self._combine_end(net(x))
+            return -(target[batch].to(device) * log_f).sum(dim=1).mean()
+
+        warm_cfg = TrainerConfig.from_options(cfg.to_dict(), checkpoint_path=None)
+        res = Trainer(warm_cfg).fit(net, warm_loss, int(rows.size), validate=validate,
+                                    seed=int(self.seed), device=device)
+        self.warm_history_ = res.history
+        return res.best_score, {k: v.detach().clone() for k, v in both.state_dict().items()}
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
@@ -391,7 +469,7 @@ class WeaSELBase:
     def _params(self) -> dict[str, Any]:
         names = ("encoder_batch_norm", "encoder_dropout", "encoder_feature_width",
                  "use_features", "accuracy",
-                 "softmax_over",
+                 "softmax_over", "warm_start",
                  "class_conditional", "tau1", "tau2", "loss", "stop_grad", "valid_metric",
                  "seed", "device")
         out: dict[str, Any] = {n: getattr(self, n) for n in names}
@@ -423,7 +501,8 @@ class WeaSELBase:
         fitted = {"n_sources_": self.n_sources_, "tau1_": self.tau1_, "tau2_": self.tau2_,
                   "columns_": self.columns_, "best_epoch_": self.best_epoch_,
                   "best_valid_score_": self.best_valid_score_,
-                  "n_train_rows_": self.n_train_rows_,
+                  "n_train_rows_": self.n_train_rows_, "warm_score_": self.warm_score_,
+                  "warm_start_kept_": self.warm_start_kept_,
                   "encoder": enc.config() if isinstance(enc, Encoder) else None,
                   "feature_module": spec}
         arrays = {"end_model_file": end_bytes, **state_to_arrays(enc.state_dict(), "encoder/")}
@@ -442,6 +521,8 @@ class WeaSELBase:
         for key in ("n_sources_", "tau1_", "tau2_", "columns_", "best_epoch_",
                     "best_valid_score_", "n_train_rows_"):
             setattr(model, key, fitted[key])
+        model.warm_score_ = fitted.get("warm_score_")
+        model.warm_start_kept_ = bool(fitted.get("warm_start_kept_", False))
         end_cls = EndModel if cls._kind == "WeaSEL" else MultiTaskEndModel
         end = end_cls.load(io.BytesIO(arrays["end_model_file"].tobytes()),  # type: ignore[arg-type]
                            input_module=input_module, heads=heads, device=model.device)
@@ -470,6 +551,29 @@ class WeaSELBase:
         model._log_prior_t = torch.as_tensor(model._log_prior(), dtype=torch.float32,
                                              device=torch.device(model.device))
         return model
+
+
+def _distinct_columns(L: Any) -> Any:
+    """``L`` with each set of identical source columns kept once.
+
+    Copies of a source break the label model's conditional independence in the worst way (they
+    always agree, so it trusts them most); their votes add nothing a single copy does not say.
+    """
+    import scipy.sparse as sp
+
+    seen: dict[tuple[bytes, bytes], int] = {}
+    if sp.issparse(L):
+        C = sp.csc_matrix(L)
+        C.sort_indices()
+        for j in range(C.shape[1]):
+            lo, hi = C.indptr[j], C.indptr[j + 1]
+            seen.setdefault((C.indices[lo:hi].tobytes(), C.data[lo:hi].tobytes()), j)
+    else:
+        A = np.asarray(L)
+        for j in range(A.shape[1]):
+            seen.setdefault((np.ascontiguousarray(A[:, j]).tobytes(), b""), j)
+    keep = sorted(seen.values())
+    return L if len(keep) == L.shape[1] else L[:, keep]
 
 
 def _subset(X: Any, rows: np.ndarray) -> Any:
@@ -537,6 +641,18 @@ class WeaSEL(WeaSELBase):
     class_balance
         ``P(y)`` added as ``log p`` to the encoder's logits (default uniform, as the paper runs
         WeaSEL).
+    warm_start
+        ``"label_model"`` (default; departs from the paper): before the joint training, the
+        end model trains alone (same budget and early stopping) on the posteriors of a
+        :class:`~metal.LabelModel` fitted to the training votes without labels, each set of
+        identical source columns kept once (copies carry no new information and break its
+        conditional independence; a majority vote where two or fewer distinct sources make it
+        not identifiable). The joint training then starts from that end model, and the warm
+        start counts as the selection's epoch -1: when no joint epoch validates better, it is
+        the end model returned (``warm_start_kept_``, ``best_epoch_ == -1``). The label model
+        breaks tied votes by the sources' class-conditional accuracies, which the agreement
+        loss alone has no signal for (docs/weasel.md). ``"majority_vote"``: the same with a
+        majority vote; ``None``: the paper's random start.
     valid_metric
         Early-stopping metric on ``(X_valid, Y_valid)``: ``"auto"`` (ROC AUC for two classes,
         as in the paper; accuracy otherwise), ``"auc"``, ``"accuracy"``, ``"f1"``,
@@ -559,6 +675,13 @@ class WeaSEL(WeaSELBase):
     history_ : list of dict
         Per epoch: ``train_loss`` (the agreement loss), ``valid_<metric>``, ``lr``, ``time``.
     best_epoch_ : int or None
+        The joint epoch restored, ``-1`` when the warm start validated best.
+    warm_score_ : float or None
+        The warm-started end model's best valid score (``None`` without warm start or valid
+        split).
+    warm_start_kept_ : bool
+    warm_history_ : list of dict
+        The warm start's per-epoch records (empty without warm start).
 
     Examples
     --------

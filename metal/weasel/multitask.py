@@ -54,6 +54,8 @@ class MultiTaskWeaSEL(WeaSELBase):
         ``softmax_over`` defaults to ``"voters"``: with the paper's softmax over all sources
         the joint labels collapsed to uniform on generated hierarchies (the agreement loss
         sat at ``2 log K``), because the encoder can park its weight on abstaining sources.
+        ``warm_start="label_model"`` fits one label model per task on that task's votes and
+        combines their posteriors over the feasible set, as the encoder's per-task logits.
     """
 
     _kind = "MultiTaskWeaSEL"

@@ -20,6 +20,7 @@ from metal.weasel._core import (
     agreement_loss,
     voted_scores,
 )
+from metal.weasel.model import _distinct_columns
 
 FAST = {"n_epochs": 3, "batch_size": 64}
 
@@ -465,3 +466,76 @@ def test_multitask_save_load_and_dict_input(tmp_path: object) -> None:
         MultiTaskWeaSEL(h, **FAST).fit({**as_dict, "other": L[:, :, 0]}, X)
     with pytest.raises(LabelMatrixError, match=r"\(n, m, 3\)"):
         MultiTaskWeaSEL(h, **FAST).fit(L[:, :, :2], X)
+
+
+# ---------------------------------------------------------------------------- warm start
+def test_distinct_columns_keeps_one_copy_of_each_source() -> None:
+    L, _, _ = make_data(200, m=4)
+    dup = np.concatenate([L, L[:, [1]], L[:, [1]], L[:, [3]]], axis=1)
+    assert np.array_equal(_distinct_columns(dup), L)
+    assert _distinct_columns(L) is L  # nothing to drop: the same array
+    sparse = sp.csr_matrix(np.where(dup >= 0, dup + 1, 0))  # sparse stores votes only
+    assert np.array_equal(_distinct_columns(sparse).toarray(), np.where(L >= 0, L + 1, 0))
+
+
+def test_warm_targets_follow_the_label_model_and_ignore_copies() -> None:
+    from metal import LabelModel
+
+    L, X, _ = make_data(600, m=5)
+    model = WeaSEL(**FAST)
+    data = model._data(L, X)
+    rows = np.arange(600)
+    expected = LabelModel(2, seed=0).fit(L).predict_proba(L)
+    assert np.allclose(model._warm_targets(data, rows), expected, atol=1e-5)
+    # 20 extra copies of source 0 change nothing: the label model sees each source once
+    copies = np.concatenate([L, np.repeat(L[:, [0]], 20, axis=1)], axis=1)
+    assert np.allclose(model._warm_targets(model._data(copies, X), rows), expected, atol=1e-5)
+    mv = WeaSEL(warm_start="majority_vote", **FAST)
+    from metal import MajorityVoter
+
+    assert np.allclose(mv._warm_targets(mv._data(L, X), rows),
+                       MajorityVoter(2).predict_proba(L), atol=1e-5)
+
+
+def test_two_distinct_sources_fall_back_to_the_vote() -> None:
+    from metal import MajorityVoter
+
+    L, X, _ = make_data(300, m=2, cov=1.0)  # a label model of two sources is not identifiable
+    copies = np.concatenate([L, L[:, [1]]], axis=1)
+    model = WeaSEL(**FAST)
+    targets = model._warm_targets(model._data(copies, X), np.arange(300))
+    assert np.allclose(targets, MajorityVoter(2).predict_proba(L), atol=1e-6)  # copy dropped
+    fitted = model.fit(copies, X)
+    assert fitted.warm_history_ and np.isfinite(fitted.warm_history_[-1]["train_loss"])
+
+
+def test_the_warm_start_is_the_selection_epoch_before_the_joint_training(
+        tmp_path: object) -> None:
+    from pathlib import Path
+
+    L, X, Y = make_data(800, acc=0.7, cov=0.5)
+    tr, va = slice(0, 600), slice(600, 700)
+    for n_epochs in (1, 6):
+        model = WeaSEL(n_epochs=n_epochs, seed=1).fit(L[tr], X[tr], X[va], Y[va])
+        joint = max(h["valid_auc"] for h in model.history_)
+        assert model.warm_score_ is not None
+        assert model.warm_start_kept_ == (model.warm_score_ > joint)
+        assert model.best_valid_score_ == max(model.warm_score_, joint)
+        assert (model.best_epoch_ == -1) == model.warm_start_kept_
+        # the end model that is kept is the one that validated best
+        auc = roc_auc(Y[va], model.predict_proba(X[va])[:, 1])
+        assert auc == pytest.approx(model.best_valid_score_, abs=1e-6)
+        model.save(Path(str(tmp_path)) / "w.npz")
+        back = WeaSEL.load(Path(str(tmp_path)) / "w.npz")
+        assert back.warm_start_kept_ == model.warm_start_kept_
+        assert back.warm_score_ == model.warm_score_
+
+
+def test_without_warm_start_the_end_model_starts_at_random() -> None:
+    L, X, Y = make_data(400)
+    cold = WeaSEL(warm_start=None, **FAST).fit(L, X, X[:50], Y[:50])
+    warm = WeaSEL(**FAST).fit(L, X, X[:50], Y[:50])
+    assert cold.warm_score_ is None and not cold.warm_start_kept_ and cold.warm_history_ == []
+    assert warm.warm_history_ and not np.allclose(cold.predict_proba(X), warm.predict_proba(X))
+    with pytest.raises(ConfigError, match="warm_start"):
+        WeaSEL(warm_start="snorkel", **FAST).fit(L, X)

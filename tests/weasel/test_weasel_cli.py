@@ -44,3 +44,16 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["weasel", str(bad), "--no-progress"]) == 2
     assert "expected L (n, m) votes and X" in capsys.readouterr().err
     assert main(["weasel", str(tmp_path / "missing"), "--no-progress"]) == 2
+
+
+def test_cli_warm_start_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.npz"
+    _npz(data)
+    for choice, kept_possible in (("none", False), ("majority_vote", True)):
+        out = tmp_path / f"{choice}.npz"
+        assert main(["weasel", str(data), "--epochs", "2", "--no-progress", "--warm-start",
+                     choice, "--model-out", str(out)]) == 0
+        model = WeaSEL.load(out)
+        assert model.warm_start == (None if choice == "none" else choice)
+        assert (model.warm_score_ is not None) == kept_possible
+    capsys.readouterr()
