@@ -307,7 +307,9 @@ class DenseScorer:
         n_unseen = 0
         for start, block in self.blocks(L, log=log):
             n_unseen += block.n_unseen
-            out[start:start + block.post.shape[1]] = block.post.T
+            part = out[start:start + block.post.shape[1]]
+            for y in range(self.k):  # column by column: half the time of one transposed copy
+                part[:, y] = block.post[y]
         return out, n_unseen
 
     def blocks(self, L: np.ndarray, log: bool = True, normalize: bool = True
@@ -345,8 +347,8 @@ class DenseScorer:
             # class-major (k, r), so the normalisation runs on contiguous rows
             B, E, top, tot = bufs["B"][:, :r], bufs["E"][:, :r], bufs["top"][:r], bufs["tot"][:r]
             np.matmul(self._combine_t, F.T, out=B[1:])
-            B[0] = 0.0
-            B += self.base[:, None]
+            B[0] = self.base[0]
+            B[1:] += self.base[1:, None]
             np.max(B, axis=0, out=top)
             B -= top
             np.exp(B, out=E)

@@ -170,12 +170,14 @@ def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
     top = scores[:, 0].copy()
     for y in range(1, scores.shape[1]):
         np.maximum(top, scores[:, y], out=top)
-    top[~np.isfinite(top)] = 0.0
-    total = np.exp(scores[:, 0] - top)
+    if not np.isfinite(top).all():
+        top[~np.isfinite(top)] = 0.0
+    total = np.exp(np.subtract(scores[:, 0], top))
+    term = np.empty_like(total)  # one buffer for every column's term
     for y in range(1, scores.shape[1]):
-        total += np.exp(scores[:, y] - top)
+        total += np.exp(np.subtract(scores[:, y], top, out=term), out=term)
     with np.errstate(divide="ignore"):
-        return np.log(total) + top
+        return np.add(np.log(total, out=total), top, out=total)
 
 
 #: ``(expected symbol counts + pseudo-counts (S, Y), expected abstain counts + pseudo-counts
@@ -197,19 +199,14 @@ def _m_step(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table).
 
-    ``state_mass``: the column sums of ``weighted_post`` where the caller has them."""
+    ``state_mass``: the column sums of ``weighted_post``, where the caller has them (numpy's
+    sum over the long leading axis of a C-ordered ``(n, Y)`` array steps through ``n`` rows
+    of ``Y`` numbers, many times slower than a matrix-vector product)."""
     vote_counts = np.asarray(AT @ weighted_post)  # AT: the transpose of the symbol matrix
     if state_mass is None:
-        state_mass = _column_sums(weighted_post)
+        state_mass = weighted_post.sum(axis=0)
     return m_step_from_counts(vote_counts, state_mass, source_sum, symbol_source,
                               pseudo_count, abstain_pseudo, tables_from_counts)
-
-
-def _column_sums(a: np.ndarray) -> np.ndarray:
-    """``a.sum(axis=0)`` of a tall ``(n, Y)`` array as one matrix-vector product: numpy's
-    reduction over the long leading axis of a C-ordered array steps through ``n`` rows of
-    ``Y`` numbers, many times slower (the sums agree up to round-off)."""
-    return np.ones(a.shape[0]) @ a if a.shape[0] else np.zeros(a.shape[1])
 
 
 def m_step_from_counts(
@@ -425,7 +422,7 @@ def fit_em(
     log_abstain: np.ndarray | None
     if post is not None:
         wp = post * w[:, None]
-        mass = _column_sums(wp)
+        mass = w @ post
         log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts, mass)
         log_prior = prior_step(mass)
@@ -467,7 +464,7 @@ def fit_em(
         previous = objective
         wp_buf = np.multiply(post, w[:, None], out=wp_buf)  # one buffer across iterations
         wp = wp_buf
-        mass = _column_sums(wp)
+        mass = w @ post
         log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
                                           tables_from_counts, mass)
         log_prior = prior_step(mass)
