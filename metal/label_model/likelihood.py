@@ -276,7 +276,13 @@ def canonical_order(data: VoteData, seed: int) -> np.ndarray:
     by a seeded random projection of their one-hot votes (distinct rows project to distinct
     values with probability 1; ties, if any, keep the stored order)."""
     proj = np.random.default_rng([seed, 1]).random(data.A.shape[1])
-    return np.argsort(np.asarray(data.A @ proj).ravel(), kind="stable")
+    key = np.asarray(data.A @ proj).ravel()
+    # without ties every sort gives the stable order, and quicksort is several times faster
+    order = np.argsort(key)
+    ordered = key[order]
+    if ordered.size > 1 and not np.all(ordered[1:] != ordered[:-1]):
+        order = np.argsort(key, kind="stable")
+    return order
 
 
 def _split_weights(data: VoteData, seed: int) -> tuple[np.ndarray, np.ndarray]:
