@@ -360,7 +360,8 @@ class DenseScorer:
                 post = np.divide(E, tot, out=E)
             else:
                 post = E
-            yield start, ScoredBlock(X=X, post=post, top=top, total=tot, n_unseen=n_unseen)
+            yield start, ScoredBlock(X=X, post=post, top=top, total=tot, n_unseen=n_unseen,
+                                     X_op=op_x[:, :r])
 
 
 @dataclass
@@ -373,3 +374,4 @@ class ScoredBlock:
     top: np.ndarray  # (r,) largest score
     total: np.ndarray  # (r,) sum over classes of exp(score - top)
     n_unseen: int  # votes on values unseen in fit
+    X_op: Any = None  # X as a product operand (a view of the wrapped buffer)
