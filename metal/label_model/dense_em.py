@@ -82,9 +82,15 @@ class _CountPass:
             op_d = _operand(D)
         per_class = D[:-1].reshape(k - 1, N_DIGITS, r)  # [y - 1, d]
         shifted = self.shifted[:, :r]
+        low = 2**DIGIT_BITS - 1
         for d in range(N_DIGITS):  # all classes at once, digit by digit
-            np.right_shift(q, DIGIT_BITS * d, out=shifted)
-            np.bitwise_and(shifted, 2**DIGIT_BITS - 1, out=per_class[:, d], casting="unsafe")
+            if d == 0:  # no shift
+                np.bitwise_and(q, low, out=per_class[:, d], casting="unsafe")
+            elif d == N_DIGITS - 1:  # 0 <= q < 2^POSTERIOR_BITS: the top digit needs no mask
+                np.right_shift(q, DIGIT_BITS * d, out=per_class[:, d], casting="unsafe")
+            else:
+                np.right_shift(q, DIGIT_BITS * d, out=shifted)
+                np.bitwise_and(shifted, low, out=per_class[:, d], casting="unsafe")
         op_x = _operand(X) if X_op is None else X_op
         for v in range(k):
             _product(op_d, op_x[v], op_p)
