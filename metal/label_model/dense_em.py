@@ -21,6 +21,8 @@ fitted the same model on a sample of them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from metal.errors import ConfigError
@@ -61,9 +63,10 @@ class _CountPass:
         self.mass = np.zeros(k)
         self._ops = (_operand(self.digits), _operand(self.prod))
 
-    def add(self, X: np.ndarray, E: np.ndarray, total: np.ndarray) -> None:
+    def add(self, X: np.ndarray, E: np.ndarray, total: np.ndarray, X_op: Any = None) -> None:
         """One block: ``X`` ``(k, r, m)`` indicators and the posterior ``E / total`` (``E``
-        ``(k, r)`` class-major, ``total`` ``(r,)``), each row scaled once, not divided first."""
+        ``(k, r)`` class-major, ``total`` ``(r,)``), each row scaled once, not divided first.
+        ``X_op``: ``X`` already wrapped as a product operand (else it is wrapped here)."""
         k, r = self.k, E.shape[1]
         inv = np.divide(1.0, total, out=self.inv[:r])
         self.mass += E @ inv
@@ -79,10 +82,16 @@ class _CountPass:
             op_d = _operand(D)
         per_class = D[:-1].reshape(k - 1, N_DIGITS, r)  # [y - 1, d]
         shifted = self.shifted[:, :r]
+        low = 2**DIGIT_BITS - 1
         for d in range(N_DIGITS):  # all classes at once, digit by digit
-            np.right_shift(q, DIGIT_BITS * d, out=shifted)
-            np.bitwise_and(shifted, 2**DIGIT_BITS - 1, out=per_class[:, d], casting="unsafe")
-        op_x = _operand(X)  # a view of the scorer's indicator buffer
+            if d == 0:  # no shift
+                np.bitwise_and(q, low, out=per_class[:, d], casting="unsafe")
+            elif d == N_DIGITS - 1:  # 0 <= q < 2^POSTERIOR_BITS: the top digit needs no mask
+                np.right_shift(q, DIGIT_BITS * d, out=per_class[:, d], casting="unsafe")
+            else:
+                np.right_shift(q, DIGIT_BITS * d, out=shifted)
+                np.bitwise_and(shifted, low, out=per_class[:, d], casting="unsafe")
+        op_x = _operand(X) if X_op is None else X_op
         for v in range(k):
             _product(op_d, op_x[v], op_p)
             self.sums[v] += self.prod
@@ -184,7 +193,7 @@ abstain_pseudo_count
         gather = _CountPass(m, k, rows)
         log_norm = 0.0
         for _, block in scorer.blocks(L, log=False, normalize=False):
-            gather.add(block.X, block.post, block.total)
+            gather.add(block.X, block.post, block.total, block.X_op)
             log_norm += float(block.top.sum() + np.log(block.total).sum())
         counts, mass = gather.counts()
         votes = counts.sum(axis=1)

@@ -170,12 +170,14 @@ def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
     top = scores[:, 0].copy()
     for y in range(1, scores.shape[1]):
         np.maximum(top, scores[:, y], out=top)
-    top[~np.isfinite(top)] = 0.0
-    total = np.exp(scores[:, 0] - top)
+    if not np.isfinite(top).all():
+        top[~np.isfinite(top)] = 0.0
+    total = np.exp(np.subtract(scores[:, 0], top))
+    term = np.empty_like(total)  # one buffer for every column's term
     for y in range(1, scores.shape[1]):
-        total += np.exp(scores[:, y] - top)
+        total += np.exp(np.subtract(scores[:, y], top, out=term), out=term)
     with np.errstate(divide="ignore"):
-        return np.log(total) + top
+        return np.add(np.log(total, out=total), top, out=total)
 
 
 #: ``(expected symbol counts + pseudo-counts (S, Y), expected abstain counts + pseudo-counts
@@ -193,10 +195,17 @@ def _m_step(
     pseudo_count: np.ndarray,
     abstain_pseudo: np.ndarray | None = None,
     tables_from_counts: TablesFromCounts | None = None,
+    state_mass: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table)."""
+    """MAP tables (and, with ``abstain_pseudo``, the implicit abstain symbol's log table).
+
+    ``state_mass``: the column sums of ``weighted_post``, where the caller has them (numpy's
+    sum over the long leading axis of a C-ordered ``(n, Y)`` array steps through ``n`` rows
+    of ``Y`` numbers, many times slower than a matrix-vector product)."""
     vote_counts = np.asarray(AT @ weighted_post)  # AT: the transpose of the symbol matrix
-    return m_step_from_counts(vote_counts, weighted_post.sum(axis=0), source_sum, symbol_source,
+    if state_mass is None:
+        state_mass = weighted_post.sum(axis=0)
+    return m_step_from_counts(vote_counts, state_mass, source_sum, symbol_source,
                               pseudo_count, abstain_pseudo, tables_from_counts)
 
 
@@ -401,11 +410,11 @@ def fit_em(
     source_sum = _source_sum(symbol_source, n_sources)
     fixed_prior = None if init_log_prior is None else np.asarray(init_log_prior, np.float64)
 
-    def prior_step(weighted_post: np.ndarray) -> np.ndarray:
+    def prior_step(state_mass: np.ndarray) -> np.ndarray:
         if not fit_prior:
             assert fixed_prior is not None
             return fixed_prior
-        return prior_from_mass(weighted_post.sum(axis=0), ppc)
+        return prior_from_mass(state_mass, ppc)
 
     # the M-step's A.T @ post: a CSR copy of the transpose is faster than the CSC view while
     # it is small; for large A the view avoids doubling the memory
@@ -413,9 +422,10 @@ def fit_em(
     log_abstain: np.ndarray | None
     if post is not None:
         wp = post * w[:, None]
+        mass = w @ post
         log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
-                                          tables_from_counts)
-        log_prior = prior_step(wp)
+                                          tables_from_counts, mass)
+        log_prior = prior_step(mass)
     else:
         log_tables = np.asarray(init_log_tables, dtype=np.float64)
         assert fixed_prior is not None
@@ -454,9 +464,10 @@ def fit_em(
         previous = objective
         wp_buf = np.multiply(post, w[:, None], out=wp_buf)  # one buffer across iterations
         wp = wp_buf
+        mass = w @ post
         log_tables, log_abstain = _m_step(A_m, wp, source_sum, symbol_source, pc, abst_pc,
-                                          tables_from_counts)
-        log_prior = prior_step(wp)
+                                          tables_from_counts, mass)
+        log_prior = prior_step(mass)
         if stop is not None and stop.converged(log_tables, log_abstain, log_prior):
             result.converged = True
             break

@@ -455,6 +455,8 @@ class LabelModel(BaseLabelModel):
                     warnings.simplefilter("ignore", MetalWarning)  # unseen values: fit's rows
                     if rows is None:
                         out = self.predict_proba(unique)
+                    elif isinstance(data, DenseVoteData) and unique is data.rows:
+                        out = self.predict_proba(data.rows_at(rows))  # gathered by the thinning
                     else:  # in blocks: no copy of the thinned rows of L at once
                         step = DEFAULT_CHUNK_ROWS // 4
                         out = np.concatenate([self.predict_proba(unique[rows[a:a + step]])
@@ -801,7 +803,7 @@ def _vote_data(lm: LabelMatrix, k: int, seed: int
             and dense_applicable(X, lm.n_sources * k)):
         dense = DenseVoteData(X, k)
         _, keep = thin_rows(dense, seed)  # the rows the rule will look at (memoised)
-        if keep is not None and few_duplicates(X[keep], lm.n_rows):
+        if keep is not None and few_duplicates(dense.rows_at(keep), lm.n_rows):
             return dense, X
     if isinstance(X, sp.csr_matrix):
         C = X.tocoo()

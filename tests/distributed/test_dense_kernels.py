@@ -10,6 +10,7 @@ from metal.data import make_synthetic
 from metal.distributed import chunk_statistics
 from metal.label_model import dense
 from metal.label_model.dense import DenseScorer, dense_applicable, dense_cooccurrence
+from metal.matrix import to_sparse_labels
 
 
 @pytest.mark.parametrize("k,m,dtype", [(2, 9, np.int8), (3, 5, np.int16), (5, 4, np.int64)])
@@ -94,3 +95,21 @@ def test_block_rows_shrink_with_short_matrices_and_counter_reuses_buffers() -> N
     assert counter.n_rows == 7000
     np.testing.assert_array_equal(counter.cooccurrence(),
                                   label_statistics(data.L, 3).cooccurrence.toarray())
+
+
+@pytest.mark.parametrize("m,k", [(50, 3), (100, 2), (30, 7)])
+def test_counter_equals_the_sparse_counts_in_wide_and_per_pair_form(m: int, k: int) -> None:
+    """m*k = 150 is counted with one wide product per block, 200 and 210 with one product per
+    value pair (WIDE_COUNT_INDICATORS = 192); both equal the sparse path's counts, in blocks of
+    any size and with the NumPy fallback."""
+    rng = np.random.default_rng(m + k)
+    L = np.where(rng.random((900, m)) < 0.3, rng.integers(0, k, (900, m)), -1).astype(np.int8)
+    ref = label_statistics(to_sparse_labels(L), k).cooccurrence.toarray()  # the sparse path
+    counter = dense.DenseCounter(m, k)
+    assert counter._wide == (m * k <= dense.WIDE_COUNT_INDICATORS)
+    for start, stop in [(0, 7), (7, 500), (500, 900)]:
+        counter.add(L[start:stop])
+    np.testing.assert_array_equal(counter.cooccurrence(), ref)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dense, "_INT_MM", False)
+        np.testing.assert_array_equal(dense_cooccurrence(L, k), ref)

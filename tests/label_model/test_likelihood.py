@@ -20,6 +20,7 @@ from metal.label_model.likelihood import (
     Tables,
     VoteData,
     beats_baseline,
+    canonical_order,
     degenerate_share,
     held_out_log_likelihood,
     keep_class_names,
@@ -421,3 +422,17 @@ def test_rule_split_does_not_depend_on_storage():
                      model.predict_proba(data.L)))
     assert fits[0][0] == pytest.approx(fits[1][0], rel=1e-12)
     np.testing.assert_allclose(fits[0][1], fits[1][1], atol=1e-10)
+
+
+def test_canonical_order_is_the_stable_order_of_the_projection_with_and_without_ties():
+    """Quicksort stands in for the stable sort only where no two rows project alike: with
+    duplicate rows (ties) the stable order is kept."""
+    data = make_synthetic(n=400, m=6, cardinality=2, seed=5)
+    distinct = np.unique(data.L, axis=0)
+    for L in (distinct, data.L):  # no ties; many duplicate rows
+        A, _ = one_hot_votes(L, 2)
+        votes = VoteData(A=A, counts=np.ones(L.shape[0], dtype=np.int64), n_sources=6,
+                         cardinality=2)
+        proj = np.random.default_rng([3, 1]).random(A.shape[1])
+        expected = np.argsort(np.asarray(A @ proj).ravel(), kind="stable")
+        np.testing.assert_array_equal(canonical_order(votes, 3), expected)
