@@ -17,13 +17,13 @@ from metal.matrix import to_sparse_labels
 def test_dense_cooccurrence_equals_sparse_counts(k: int, m: int, dtype: type) -> None:
     rng = np.random.default_rng(k)
     L = rng.integers(-1, k, size=(3001, m)).astype(dtype)
-    ref = label_statistics(L, k)
+    ref = label_statistics(to_sparse_labels(L), k)  # the sparse path, not the dense kernel
     np.testing.assert_array_equal(dense_cooccurrence(L, k), ref.cooccurrence.toarray())
 
 
 def test_numpy_fallback_and_small_blocks_give_the_same_counts(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     L = np.random.default_rng(0).integers(-1, 3, size=(2000, 6)).astype(np.int8)
-    ref = label_statistics(L, 3).cooccurrence.toarray()
+    ref = label_statistics(to_sparse_labels(L), 3).cooccurrence.toarray()
     monkeypatch.setattr(dense, "MAX_BLOCK_BYTES", 100)  # 256-row blocks, a ragged last one
     np.testing.assert_array_equal(dense_cooccurrence(L, 3), ref)
     monkeypatch.setattr(dense, "_INT_MM", False)  # the float64 NumPy product
