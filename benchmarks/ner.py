@@ -89,8 +89,9 @@ WHY = """Where the targets are missed, and why (measured in the run above):
   fixed) gave laptopreview 61.3 and bc5cdr 75.1: the laptopreview miss is within seed noise.
 * Tried on the dev splits after that run, not adopted (the defaults did not change; the
   table above is a rerun of all seven sets with the tree that adds the options below, and
-  gives the same F1s and epochs as that run, only the times differ). Dev span F1 (valid gold; tagger on the label model's
-  posteriors of 90% of train, seed 0, 500k token updates) of bc5cdr / ncbi_disease /
+  gives the same F1s and epochs as that run, only the times differ). Dev span F1 (valid
+  gold; tagger on the label model's posteriors of 90% of train, seed 0, 500k token updates)
+  of bc5cdr / ncbi_disease /
   laptopreview, mean: default (random batches) 76.66 / 75.51 / 64.65, 72.27. Length-sorted
   batches (``bucket=True``, about 1.7 times faster per epoch) with the time saved spent on
   850k token updates: 77.60 / 75.30 / 62.53, 71.81 (laptopreview stopped at epoch 9, best 3).
