@@ -69,6 +69,25 @@ def split_long(tokens: Sequence[Sequence[str]], max_length: int | None) -> list[
     return out
 
 
+def length_batches(lengths: np.ndarray, batch_size: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of sequences of similar length: ``ceil(n / batch_size)`` index arrays that
+    cover ``0..n-1`` once.
+
+    The sequences are shuffled, split into pools of 32 batches, and each pool is sorted by
+    length and cut into batches: a batch costs as much as its longest sequence (the BiLSTM
+    and the CRF's forward loop run that many steps), so this cuts padding while the batches
+    still change from one call (epoch) to the next.
+    """
+    n = len(lengths)
+    perm = rng.permutation(n)
+    pool = 32 * batch_size
+    for p0 in range(0, n, pool):
+        chunk = perm[p0:p0 + pool]
+        perm[p0:p0 + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
+    return [perm[b:b + batch_size] for b in range(0, n, batch_size)]
+
+
 def word_shapes(words: Sequence[str]) -> np.ndarray:
     """``(n, 6)`` float32 shape features: capitalised, all caps, has digit, all digits,
     has hyphen, is punctuation."""
@@ -237,6 +256,17 @@ class SequenceTagger:
         matters less. On the dev splits (label model's posteriors, 250k token updates, one
         seed) it took ncbi_disease from 73.08 to 73.77 and laptopreview from 63.66 to 64.11.
         It lags the last steps by about an epoch: very short trainings need more epochs.
+    bucket
+        Train on batches of sentences of similar length (:func:`length_batches`: shuffled
+        pools of 32 batches, each sorted by length, new batches every epoch) instead of
+        random batches. A batch costs as much as its longest sentence, so this is about 1.7
+        times faster per epoch on bc5cdr-like data; each batch's loss is divided by the mean
+        batch's token count, so a batch of short sentences weighs its tokens as a random
+        batch would.
+    ensemble
+        Train this many taggers (seeds ``seed``, ``seed + 1``, ...; each picks its own epoch on
+        ``valid``) and score a sequence by their mean score: the mean of their tag scores and
+        of their CRF start and transition scores, decoded as one chain.
     vectors
         ``"wordllama"`` (offline pretrained vectors), ``"none"``, or a callable mapping a list
         of words to an ``(n, d)`` array.
@@ -269,6 +299,8 @@ class SequenceTagger:
         max_length: int | None = 64,
         entity_weight: float = 1.0,
         average: bool = True,
+        bucket: bool = False,
+        ensemble: int = 1,
         vectors: str | Callable[[Sequence[str]], np.ndarray] = "wordllama",
         trainer: TrainerConfig | dict[str, Any] | None = None,
         seed: int = 0,
@@ -287,6 +319,8 @@ class SequenceTagger:
         self.max_length = max_length
         self.entity_weight = entity_weight
         self.average = average
+        self.bucket = bucket
+        self.ensemble = ensemble
         self.vectors = vectors
         self.trainer = trainer
         self.seed = seed
@@ -375,6 +409,10 @@ class SequenceTagger:
             ``(tokens, tags)`` used to select the epoch by span F1 (``tags`` may be a label
             model's predictions: no gold needed). Without it, all epochs run.
         """
+        if self.ensemble < 1:
+            raise ConfigError(f"ensemble={self.ensemble}; expected an int >= 1 (taggers)")
+        if self.ensemble > 1:
+            return self._fit_ensemble(tokens, Y, valid)
         scheme = TagScheme.from_tags(self.tag_names)
         k = scheme.n_tags
         n_tokens = sum(map(len, tokens))
@@ -409,6 +447,7 @@ class SequenceTagger:
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.net_ = self._make_net().to(torch.device(self.device))
+        self.nets_ = [self.net_]
         y_t = torch.as_tensor(targets.astype(np.float32) if targets.ndim == 2
                               else targets.astype(np.int64), device=torch.device(self.device))
 
@@ -432,22 +471,35 @@ class SequenceTagger:
         # step count t grows: (1 + t) / (10 + t)) so the random initial weights fade out
         decay = 1.0 - config.batch_size / max(len(tokens), config.batch_size)
         steps = [0]
+        n_seq = len(tokens)
+        n_batches = -(-n_seq // config.batch_size)
+        seq_len = np.diff(feats["offsets"])
+        # per-token loss scale of a batch: the mean batch's token count, so that a bucketed
+        # batch of short sentences weighs its tokens as a random batch would
+        token_norm = float(config.batch_size * seq_len.mean()) if n_seq else 1.0
+        buckets: list[np.ndarray] = []
 
         def batch_loss(rows: np.ndarray) -> torch.Tensor:
             if ema:  # the weights after the previous step enter the average
                 d = min(decay, (1 + steps[0]) / (10 + steps[0]))
-                steps[0] += 1
                 with torch.no_grad():
                     torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - d)
+            if self.bucket:  # rows: one batch index (the Trainer's batch size is 1 then)
+                if steps[0] % n_batches == 0:  # new batches every epoch
+                    buckets[:] = length_batches(seq_len, config.batch_size, self.rng_)
+                rows = buckets[int(rows[0])]
+            steps[0] += 1
             word, frozen, shape, lengths, mask, index, chars = self._batch(feats, rows,
                                                                            train=True)
             logits = self.net_(word, frozen, shape, lengths, chars)
             if not self.crf:
-                return soft_cross_entropy(logits[mask], y_t[index[mask]], class_weight)
+                ce = soft_cross_entropy(logits[mask], y_t[index[mask]], class_weight)
+                return ce * (mask.sum() / token_norm) if self.bucket else ce
             q = q_all[index] * mask[..., None]
             nll = crf_soft_nll(logits, q, mask, *self.net_.chain(), allowed_start,
                                allowed_trans)
-            return nll / mask.sum()  # per token, as the cross-entropy
+            # per token, as the cross-entropy
+            return nll / (token_norm if self.bucket else mask.sum())
 
         validate = None
         best_avg: dict[str, Any] = {"f1": None, "state": None}
@@ -465,9 +517,10 @@ class SequenceTagger:
                     best_avg["f1"], best_avg["state"] = f1, [e.clone() for e in ema]
                 return {"span_f1": f1}
 
-        result: TrainResult = Trainer(config).fit(
-            self.net_, batch_loss, len(tokens), validate=validate, seed=self.seed,
-            device=self.device)
+        result: TrainResult = Trainer(
+            TrainerConfig.from_options(config, batch_size=1) if self.bucket else config).fit(
+            self.net_, batch_loss, n_batches if self.bucket else n_seq, validate=validate,
+            seed=self.seed, device=self.device)
         if ema:  # predict with the average of the picked epoch (the last one without valid)
             with torch.no_grad():
                 for p, e in zip(params, best_avg["state"] or ema, strict=True):
@@ -475,6 +528,23 @@ class SequenceTagger:
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.n_train_sequences_ = len(tokens)
+        return self
+
+    def _fit_ensemble(self, tokens: Sequence[Sequence[str]], Y: Any,
+                      valid: tuple[Sequence[Sequence[str]], Any] | None) -> SequenceTagger:
+        # members: the same tagger with seeds seed, seed + 1, ...; each picks its own epoch
+        params = {k: v for k, v in vars(self).items()
+                  if not k.endswith("_") and k not in ("train_options", "seed", "ensemble")}
+        members = [SequenceTagger(**params, seed=self.seed + i, ensemble=1,
+                                  **self.train_options).fit(tokens, Y, valid=valid)
+                   for i in range(self.ensemble)]
+        first = members[0]
+        for name in ("scheme_", "rng_", "vocab_", "suffix_vocab_", "char_vocab_",
+                     "vector_fn_", "frozen_", "frozen_dim_", "net_", "history_",
+                     "best_epoch_", "n_train_sequences_"):
+            setattr(self, name, getattr(first, name))
+        self.nets_ = [m.net_ for m in members]
+        self.histories_ = [m.history_ for m in members]
         return self
 
     @staticmethod
@@ -510,24 +580,29 @@ class SequenceTagger:
         s = self.scheme_
         start = np.where(s.allowed_starts(), 0.0, -np.inf)
         trans = np.where(s.allowed_transitions(), 0.0, -np.inf)
-        if self.crf:
-            learned_start, learned_trans = self.net_.chain()
-            start = start + learned_start.detach().double().cpu().numpy()
-            trans = trans + learned_trans.detach().double().cpu().numpy()
+        if self.crf:  # an ensemble scores a sequence by its members' mean score
+            nets = self.nets_
+            for net in nets:
+                learned_start, learned_trans = net.chain()
+                start = start + learned_start.detach().double().cpu().numpy() / len(nets)
+                trans = trans + learned_trans.detach().double().cpu().numpy() / len(nets)
         return start, trans
 
     def _logits(self, feats: dict[str, Any], batch: int = 64) -> np.ndarray:
-        """``(n_tokens, K)`` raw tag scores of the network, in token order."""
+        """``(n_tokens, K)`` raw tag scores of the network (an ensemble: the members' mean),
+        in token order."""
         off = feats["offsets"]
         out = np.zeros((int(off[-1]), self.scheme_.n_tags), dtype=np.float64)
-        self.net_.eval()
+        nets = self.nets_
+        for net in nets:
+            net.eval()
         with torch.no_grad():
             order = np.argsort(np.diff(off))
             for b in range(0, off.size - 1, batch):
                 word, frozen, shape, lengths, mask, index, chars = self._batch(
                     feats, order[b:b + batch])
-                logits = self.net_(word, frozen, shape, lengths, chars)
-                out[index[mask].cpu().numpy()] = logits[mask].double().cpu().numpy()
+                logits = sum(net(word, frozen, shape, lengths, chars) for net in nets)
+                out[index[mask].cpu().numpy()] = (logits[mask] / len(nets)).double().cpu().numpy()
         return out
 
     def _emissions(self, feats: dict[str, Any]) -> np.ndarray:
@@ -587,7 +662,8 @@ class SequenceTagger:
                   "crf": self.crf,
                   "word_dropout": self.word_dropout, "dropout": self.dropout,
                   "max_length": self.max_length, "entity_weight": self.entity_weight,
-                  "average": self.average,
+                  "average": self.average, "bucket": self.bucket,
+                  "ensemble": self.ensemble,
                   "vectors": self.vectors, "trainer": trainer, "seed": self.seed,
                   "device": self.device, "train_options": self.train_options,
                   "frozen_dim": self.frozen_dim_, "history": self.history_,
@@ -599,7 +675,8 @@ class SequenceTagger:
                     {"vocab": vocab, "suffixes": suffixes,
                      "chars": np.asarray(sorted(self.char_vocab_, key=self.char_vocab_.__getitem__),
                                          dtype=str),
-                     **state_to_arrays(self.net_.state_dict(), "state/")})
+                     **{k: v for i, net in enumerate(self.nets_) for k, v in
+                        state_to_arrays(net.state_dict(), f"state{i or ''}/").items()}})
 
     @classmethod
     def load(cls, path: str) -> SequenceTagger:
@@ -618,8 +695,11 @@ class SequenceTagger:
         model.frozen_ = {}
         model.frozen_dim_ = frozen_dim
         model.rng_ = np.random.default_rng(model.seed)
-        net = model._make_net()
-        net.load_state_dict(arrays_to_state(arrays, "state/"))
-        model.net_ = net.to(torch.device(model.device))
+        model.nets_ = []
+        for i in range(model.ensemble):
+            net = model._make_net()
+            net.load_state_dict(arrays_to_state(arrays, f"state{i or ''}/"))
+            model.nets_.append(net.to(torch.device(model.device)))
+        model.net_ = model.nets_[0]
         model.history_, model.best_epoch_ = history, best_epoch
         return model

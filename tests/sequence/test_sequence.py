@@ -530,3 +530,68 @@ def test_tagger_weight_average_learns_and_persists(tmp_path: Path) -> None:
     again = SequenceTagger.load(str(path))
     assert again.average
     np.testing.assert_array_equal(again.predict(tokens[75:]), picked.predict(tokens[75:]))
+
+
+def test_length_batches_cover_every_sequence_once_with_less_padding() -> None:
+    from metal.sequence.end_model import length_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 65, size=1000)
+    batches = length_batches(lengths, 16, np.random.default_rng(1))
+    assert len(batches) == 63 and all(len(b) == 16 for b in batches[:-1])
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+    # cost of a batch = its longest sequence: far below random batches of the same size
+    random = np.random.default_rng(1).permutation(1000)
+    padded_random = sum(lengths[random[b:b + 16]].max() for b in range(0, 1000, 16))
+    padded = sum(lengths[b].max() for b in batches)
+    assert padded < 0.7 * padded_random
+    # the next epoch's batches differ
+    again = length_batches(lengths, 16, np.random.default_rng(2))
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+def test_tagger_length_batches_learn_like_random_batches(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from metal.sequence.end_model import SequenceTagger
+
+    tokens, Y, n_fit, soft = _typed_soft_targets(seed=9)
+    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8, "n_epochs": 10,
+            "lr": 2e-2, "batch_size": 8, "patience": None, "seed": 0}
+    bucketed = SequenceTagger(TAGS, bucket=True, **opts).fit(tokens[:75], soft)
+    assert bucketed.score(tokens[75:], Y[n_fit:]).f1 > 0.9
+    crf_free = SequenceTagger(TAGS, bucket=True, crf=False, **opts).fit(tokens[:75], soft)
+    assert crf_free.score(tokens[75:], Y[n_fit:]).f1 > 0.9
+    path = tmp_path / "bucket.npz"
+    bucketed.save(str(path))
+    again = SequenceTagger.load(str(path))
+    assert again.bucket
+    np.testing.assert_array_equal(again.predict(tokens[75:]), bucketed.predict(tokens[75:]))
+
+
+def test_tagger_ensemble_decodes_the_members_mean_score_and_persists(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from metal.sequence.end_model import SequenceTagger
+
+    tokens, Y, n_fit, soft = _typed_soft_targets(seed=10)
+    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8, "n_epochs": 8,
+            "lr": 2e-2, "batch_size": 8, "patience": None, "bucket": True}
+    pair = SequenceTagger(TAGS, ensemble=2, seed=3, **opts).fit(tokens[:75], soft)
+    assert len(pair.nets_) == 2 and len(pair.histories_) == 2
+    assert pair.score(tokens[75:], Y[n_fit:]).f1 > 0.9
+    # the first member is the single tagger of the same seed; the mean score differs from it
+    single = SequenceTagger(TAGS, seed=3, **opts).fit(tokens[:75], soft)
+    feats = single._featurize(tokens[75:])
+    z1 = single._logits(feats)
+    z2 = pair._logits(pair._featurize(tokens[75:]))
+    assert not np.allclose(z1, z2)
+    np.testing.assert_allclose(
+        2 * z2 - z1, SequenceTagger(TAGS, seed=4, **opts).fit(tokens[:75], soft)._logits(feats),
+        atol=1e-5)
+    path = tmp_path / "pair.npz"
+    pair.save(str(path))
+    again = SequenceTagger.load(str(path))
+    assert again.ensemble == 2 and len(again.nets_) == 2
+    np.testing.assert_allclose(again.predict_proba(tokens[75:]), pair.predict_proba(tokens[75:]),
+                               atol=1e-6)
+    with pytest.raises(ConfigError, match="ensemble"):
+        SequenceTagger(TAGS, ensemble=0, **opts).fit(tokens[:75], soft)
