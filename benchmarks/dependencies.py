@@ -34,6 +34,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -53,7 +54,8 @@ M, N_INDEP, STRENGTH = 10, 4, 1.5
 STRENGTH_ERRORS = 0.75
 # the generator's tables are full class-conditional ones (class-dependent coverage), so both
 # models use the full parameterization, without a ridge towards the starting point
-MODEL = {"parameterization": "full", "l2": 0.0, "model_abstains": True, "mode": "moments"}
+MODEL: dict[str, Any] = {"parameterization": "full", "l2": 0.0, "model_abstains": True,
+                         "mode": "moments"}
 
 
 def fit_pair(data: object, n_seed: int) -> tuple[float, ...]:
@@ -96,7 +98,7 @@ def density_table(seeds: range, coupling: str,
             edges.append(data.graph.number_of_edges())
             res.append(fit_pair(data, 0) + (true_accuracy(data, np.arange(N_INDEP, M)),))
         r = np.nanmean(np.array(res), axis=0) if density > 0 else np.mean(res, axis=0)
-        rows.append([density, float(np.mean(edges))] + [float(x) for x in r])
+        rows.append([density, float(np.mean(edges)), *[float(x) for x in r]])
         print(f"[{coupling}] density {density:.1f}: err indep {r[0]:.4f} true graph "
               f"{r[1]:.4f} dependent sources {r[2]:.4f} / {r[3]:.4f} acc {r[4]:.4f} / "
               f"{r[5]:.4f} true acc of block {r[6]:.3f}", flush=True)

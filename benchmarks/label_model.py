@@ -182,8 +182,8 @@ def _crowdkit() -> Callable[..., np.ndarray]:
         ds = CKDawidSkene(n_iter=100).fit(frame(L_fit))
         # crowd-kit predicts the items it was fitted on: refit-free prediction on other rows
         # uses its confusion matrices and priors (same E-step)
-        errors = ds.errors_  # index (worker, label), columns true label
-        priors = ds.priors_
+        errors: Any = ds.errors_  # index (worker, label), columns true label
+        priors: Any = ds.priors_
         out = np.tile(np.log(np.maximum(priors.reindex(range(k)).fillna(1e-12).to_numpy(),
                                         1e-12)), (L_test.shape[0], 1))
         df = frame(L_test)
@@ -358,7 +358,7 @@ def report_real(results: list[SetResult], repeats: int) -> str:
         rows.append([r.name, r.kind, r.info["n_fit"], r.info["m"], r.info["k"],
                      r.info["unipolar"], metric] + [fmt(r, lab) for lab in labels]
                     + [best, "yes" if ok else "**no**", r.mode])
-    rows.append(["**mean**", "", "", "", "", "", ""] + [mean(lab) for lab in labels]
+    rows.append(["**mean**", "", "", "", "", "", "", *[mean(lab) for lab in labels]]
                 + [float(np.mean(list(ANCHOR_BEST.values()))), "", ""])
     headers = (["set", "kind", "n fit", "m", "k", "unipolar sources", "metric"] + labels
                + ["ANCHORS best peer", "ours >= best - 0.01", "mode kept by the rule"])
