@@ -586,7 +586,10 @@ class _MomentLoss:
             loss += self.l2 * float((diff * diff).mean())
             g_logits += (2.0 * self.l2 / diff.size) * diff
         if self.tied:
-            soft_grad = 1.0 / (1.0 + np.exp(-body[:, 0]))  # softplus' = sigmoid
+            # softplus' = sigmoid; exp overflows to inf for very negative bodies, which gives
+            # the right limit 0, so the warning is noise (same formula, same bits otherwise)
+            with np.errstate(over="ignore"):
+                soft_grad = 1.0 / (1.0 + np.exp(-body[:, 0]))
             g_body = np.stack([(g_logits * self.agree).sum(1) * soft_grad,
                                g_logits.sum(1)], axis=1)
         else:
