@@ -470,6 +470,11 @@ def _typed_by_spelling(n: int, seed: int) -> tuple[list[list[str]], np.ndarray]:
     return tokens, np.asarray(tags)
 
 
+# a tagger small enough for a unit test (no word vectors, tiny layers, fixed 10 epochs)
+SMALL_TAGGER = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8,
+                "n_epochs": 10, "lr": 2e-2, "batch_size": 8, "patience": None}
+
+
 def _typed_soft_targets(seed: int) -> tuple[list[list[str]], np.ndarray, int, np.ndarray]:
     """100 generated sentences, the first 75's token count and soft targets (0.84 on the true
     tag, 0.04 elsewhere) for those 75."""
@@ -485,13 +490,13 @@ def test_tagger_char_cnn_and_crf_type_unseen_words_and_persist(tmp_path: Path) -
 
     tokens, Y, n_fit, soft = _typed_soft_targets(seed=7)
     # 10 epochs: the default weight average lags the last steps by about an epoch
-    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "n_epochs": 10, "lr": 2e-2,
-            "batch_size": 8, "patience": None, "seed": 0}
-    tagger = SequenceTagger(TAGS, char_filters=8, crf=True, **opts).fit(tokens[:75], soft)
+    opts = {**SMALL_TAGGER, "seed": 0}
+    tagger = SequenceTagger(TAGS, crf=True, **opts).fit(tokens[:75], soft)
     f1 = tagger.score(tokens[75:], Y[n_fit:]).f1
     assert f1 > 0.9
     # without characters the type of an unseen name is a guess: context is the same for both
-    plain = SequenceTagger(TAGS, char_filters=0, crf=False, **opts).fit(tokens[:75], soft)
+    no_chars = {**opts, "char_filters": 0}
+    plain = SequenceTagger(TAGS, crf=False, **no_chars).fit(tokens[:75], soft)
     assert plain.score(tokens[75:], Y[n_fit:]).f1 < f1 - 0.2
     proba = tagger.predict_proba(tokens[75:])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)  # the CRF's marginals
@@ -511,8 +516,7 @@ def test_tagger_weight_average_learns_and_persists(tmp_path: Path) -> None:
     from metal.sequence.end_model import SequenceTagger
 
     tokens, Y, n_fit, soft = _typed_soft_targets(seed=8)
-    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8, "n_epochs": 10,
-            "lr": 2e-2, "batch_size": 8, "patience": None, "seed": 0}
+    opts = {**SMALL_TAGGER, "seed": 0}
     avg = SequenceTagger(TAGS, average=True, **opts).fit(tokens[:75], soft)
     last = SequenceTagger(TAGS, average=False, **opts).fit(tokens[:75], soft)
     # same seed, same steps: only the weights predicted with differ (the running average)
@@ -555,8 +559,7 @@ def test_tagger_length_batches_learn_like_random_batches(tmp_path: Path) -> None
     from metal.sequence.end_model import SequenceTagger
 
     tokens, Y, n_fit, soft = _typed_soft_targets(seed=9)
-    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8, "n_epochs": 10,
-            "lr": 2e-2, "batch_size": 8, "patience": None, "seed": 0}
+    opts = {**SMALL_TAGGER, "seed": 0}
     bucketed = SequenceTagger(TAGS, bucket=True, **opts).fit(tokens[:75], soft)
     assert bucketed.score(tokens[75:], Y[n_fit:]).f1 > 0.9
     crf_free = SequenceTagger(TAGS, bucket=True, crf=False, **opts).fit(tokens[:75], soft)
@@ -573,8 +576,7 @@ def test_tagger_ensemble_decodes_the_members_mean_score_and_persists(tmp_path: P
     from metal.sequence.end_model import SequenceTagger
 
     tokens, Y, n_fit, soft = _typed_soft_targets(seed=10)
-    opts = {"vectors": "none", "hidden": 8, "word_dim": 4, "char_filters": 8, "n_epochs": 8,
-            "lr": 2e-2, "batch_size": 8, "patience": None, "bucket": True}
+    opts = {**SMALL_TAGGER, "n_epochs": 8, "bucket": True}
     pair = SequenceTagger(TAGS, ensemble=2, seed=3, **opts).fit(tokens[:75], soft)
     assert len(pair.nets_) == 2 and len(pair.histories_) == 2
     assert pair.score(tokens[75:], Y[n_fit:]).f1 > 0.9
