@@ -23,11 +23,13 @@ import io
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -40,7 +42,8 @@ from metal.end_model.inputs import (
     to_device,
 )
 from metal.end_model.trainer import _better, arrays_to_state, seeded_rng, state_to_arrays
-from metal.errors import ConfigError, NotFittedError, NotIdentifiableError
+from metal.errors import ConfigError, MetalWarning, NotFittedError, NotIdentifiableError
+from metal.label_model import LabelModel, MajorityVoter
 from metal.metrics import score_predictions
 from metal.weasel._core import (
     ACCURACY_FUNCTIONS,
@@ -374,11 +377,6 @@ class WeaSELBase:
         posteriors are combined over the label space like the encoder's per-task logits.
         Probabilistic votes enter as their most probable class.
         """
-        import warnings
-
-        from metal.errors import MetalWarning
-        from metal.label_model import LabelModel, MajorityVoter
-
         logs = []
         for t in data.tasks:
             if t.labels is not None:
@@ -559,8 +557,6 @@ def _distinct_columns(L: Any) -> Any:
     Copies of a source break the label model's conditional independence in the worst way (they
     always agree, so it trusts them most); their votes add nothing a single copy does not say.
     """
-    import scipy.sparse as sp
-
     seen: dict[tuple[bytes, bytes], int] = {}
     if sp.issparse(L):
         C = sp.csc_matrix(L)
